@@ -1,0 +1,154 @@
+"""``qsmrepro``: the command-line front of QSMReproducibilityLib.
+
+Sub-commands: ``demo``, ``reconstruct``, ``extract``, ``agreement``, ``study``. Every expected problem is
+reported as one line ``qsmrepro: error: ...`` with exit code 2; nothing is written on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, QSMReproError
+
+
+def _progress_bar(desc: str):
+    """A tqdm bar on stderr driven by the library's progress(fraction, message) callbacks."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, unit="‰", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+               file=sys.stderr, disable=None)
+
+    def callback(fraction: float, message: str):
+        bar.n = int(round(fraction * 1000))
+        bar.set_postfix_str(message[:50], refresh=False)
+        bar.refresh()
+        return True
+
+    callback.close = bar.close
+    return callback
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    bar = _progress_bar("demo")
+    try:
+        outputs = run_demo(args.output, n_cases=args.cases, seed=args.seed, method=args.method,
+                           workers=args.workers, progress=bar)
+    finally:
+        bar.close()
+    print(f"Report: {Path(outputs['report_html']).resolve()}")
+    print(f"Features: {Path(outputs['features']).resolve()}")
+    print(f"Study store: {Path(outputs['study']).resolve()}")
+    return 0
+
+
+def _cmd_reconstruct(args) -> int:
+    from .recon.pipeline import ReconParams, reconstruct_path
+
+    params = ReconParams(method=args.method, unwrap=args.unwrap, mask_index=args.mask_index)
+    bar = _progress_bar("reconstruct")
+    try:
+        result = reconstruct_path(
+            args.input, args.output, mask_out=args.save_mask, field_out=args.save_field,
+            magnitude=args.magnitude, phase=args.phase, te_s=args.te, b0_tesla=args.b0, params=params,
+            user_mask_path=args.mask, progress=bar,
+        )
+    finally:
+        bar.close()
+    for note in result.notes:
+        print(note)
+    print(f"QSM (ppm): {Path(args.output).resolve()}  [{result.seconds['total']:.1f} s]")
+    return 0
+
+
+def _cmd_extract(args) -> int:
+    from .radiomics import extract_files
+
+    table = extract_files(args.qsm, args.segmentations, params_path=args.params, resample=args.resample)
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix.lower() == ".xlsx":
+        table.to_excel(tmp, index=False, engine="openpyxl")
+    else:
+        table.to_csv(tmp, index=False)
+    tmp.replace(out)
+    print(f"{table['feature'].nunique()} features x {len(table.groupby(['lesion_id', 'observer', 'reading']))} ROIs -> {out.resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qsmrepro",
+        description="QSM reconstruction, blinded repeat readings, radiomics and agreement for QSM reproducibility studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the synthetic 61-case study end to end")
+    demo.add_argument("-o", "--output", required=True, help="output folder (report.html, features.csv, agreement.xlsx, study/)")
+    demo.add_argument("--cases", type=int, default=61, help="number of cases (default 61: 36 haematomas, 25 calcifications)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--method", default="star", choices=("star", "tv", "tikhonov", "tkd"))
+    demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    rec = sub.add_parser("reconstruct", help="multi-echo GRE -> QSM (ppm)")
+    rec.add_argument("input", nargs="?", help="BIDS anat folder or DICOM folder")
+    rec.add_argument("--magnitude", nargs="+", help="magnitude NIfTI: one 4-D file or one 3-D file per echo")
+    rec.add_argument("--phase", nargs="+", help="phase NIfTI: one 4-D file or one 3-D file per echo")
+    rec.add_argument("--te", type=float, nargs="+", help="echo times in seconds (override or supply)")
+    rec.add_argument("--b0", type=float, default=None, help="field strength in tesla (default: sidecar, else 3)")
+    rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
+    rec.add_argument("--method", default="star", choices=("star", "tv", "tikhonov", "tkd"))
+    rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
+    rec.add_argument("--mask-index", type=int, default=None, help="candidate mask 0-8 (default: the middle one)")
+    rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")
+    rec.add_argument("--save-field", help="also write the local field (ppm)")
+    rec.add_argument("--save-mask", help="also write the mask used")
+    rec.set_defaults(handler=_cmd_reconstruct)
+
+    ext = sub.add_parser("extract", help="radiomics (107 features + CSF-referenced mean/median) for segmentations")
+    ext.add_argument("qsm", help="QSM image (NIfTI or NRRD)")
+    ext.add_argument("segmentations", nargs="+", help=".seg.nrrd files or label maps (NIfTI/NRRD)")
+    ext.add_argument("--params", help="PyRadiomics parameter file (default Resources/QSMRadiomics.yaml)")
+    ext.add_argument("--resample", action="store_true", help="resample segmentations on another grid (nearest neighbour)")
+    ext.add_argument("-o", "--output", required=True, help="FEATURES.csv or .xlsx")
+    ext.set_defaults(handler=_cmd_extract)
+
+    from .report import add_cli as add_agreement_cli
+
+    add_agreement_cli(sub)
+    from .readings import add_cli as add_study_cli
+
+    add_study_cli(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except Cancelled as exc:
+        print(f"qsmrepro: cancelled: {exc}", file=sys.stderr)
+        return 130
+    except QSMReproError as exc:
+        print(f"qsmrepro: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qsmrepro: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The whole reconstruction: GRE → unwrapped phase → field → mask → local field → χ (ppm).
+
+The study's chain (STI Suite) was Laplacian unwrapping → normalised phase → BET mask → V-SHARP →
+STAR-QSM → CSF referencing. Here the default unwrapping is exact (temporal, congruent) and the echo fit
+keeps the phase offset; the Laplacian path is available for comparison (``unwrap="laplacian"``). CSF
+referencing happens per reading (each observer draws CSF), so :func:`reconstruct` returns un-referenced χ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, ReconstructionError
+from ..io import GreSeries, load_gre, load_nifti_gre, load_volume, save_nifti
+from ..progress import ProgressCallback, report, sub_progress
+from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
+
+log = logging.getLogger(__name__)
+
+METHODS = ("star", "tv", "tikhonov", "tkd")
+UNWRAP_METHODS = ("temporal", "laplacian")
+
+
+@dataclass(frozen=True)
+class ReconParams:
+    """Settings of one reconstruction (recorded with the result)."""
+
+    method: str = "star"
+    unwrap: str = "temporal"
+    mask_index: int | None = None
+    vsharp_radii_mm: tuple[float, ...] = background.VSHARP_RADII_MM
+    vsharp_threshold: float = 0.05
+    tkd_threshold: float = 0.19
+    tikhonov_lambda: float = 0.05
+    tv_alpha: float = 3e-4
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"unknown inversion method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.unwrap not in UNWRAP_METHODS:
+            raise InputError(f"unknown unwrapping method {self.unwrap!r}; choose one of {', '.join(UNWRAP_METHODS)}")
+
+
+@dataclass(frozen=True)
+class ReconResult:
+    """χ in ppm on the input grid plus the intermediate maps a reader may want to inspect."""
+
+    chi_ppm: np.ndarray
+    mask: np.ndarray
+    local_field_ppm: np.ndarray
+    total_field_ppm: np.ndarray
+    candidates: masks.MaskCandidates
+    mask_index: int
+    affine: np.ndarray
+    params: ReconParams
+    notes: tuple[str, ...] = ()
+    seconds: dict = field(default_factory=dict)
+
+
+def reconstruct(
+    gre: GreSeries,
+    params: ReconParams = ReconParams(),
+    *,
+    user_mask: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> ReconResult:
+    """Reconstruct QSM from a :class:`GreSeries`; see the module docstring for the chain."""
+    vox = gre.voxel_size_mm
+    b0_dir = gre.b0_dir
+    seconds: dict[str, float] = {}
+    notes = []
+    t0 = time.perf_counter()
+
+    report(progress, 0.0, "unwrapping phase")
+    if gre.n_echoes == 1:
+        notes.append("single echo: spatial unwrapping (Laplacian + congruence), field = φ/(2π·TE)")
+    if params.unwrap == "laplacian":
+        unwrapped = np.stack(
+            [unwrap.laplacian_unwrap(gre.phase_rad[..., e], vox) for e in range(gre.n_echoes)], axis=3
+        )
+        notes.append("Laplacian unwrapping (STI-compatible, not congruent)")
+    else:
+        unwrapped = unwrap.unwrap_multi_echo(
+            gre.phase_rad, gre.magnitude, gre.te_s, vox, progress=sub_progress(progress, 0.0, 0.15)
+        )
+    seconds["unwrap"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    report(progress, 0.15, "fitting the field over echoes")
+    fit = echoes.fit_field(unwrapped, gre.magnitude, gre.te_s)
+    total_ppm = fit.field_hz / hz_per_ppm(gre.b0_tesla)
+    seconds["echo_fit"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report(progress, 0.2, "computing candidate masks")
+    candidates = masks.candidate_masks(gre.magnitude, vox)
+    if user_mask is not None:
+        user_mask = np.asarray(user_mask, bool)
+        if user_mask.shape != gre.shape:
+            raise InputError(f"the mask grid {user_mask.shape} differs from the GRE grid {gre.shape}")
+        if not user_mask.any():
+            raise InputError("the supplied mask is empty")
+        brain, index = user_mask, -1
+        notes.append("user-supplied mask")
+    else:
+        index = candidates.default_index if params.mask_index is None else params.mask_index
+        if not 0 <= index < len(candidates.masks):
+            raise InputError(f"mask index {index} out of range 0…{len(candidates.masks) - 1}")
+        brain = candidates.masks[index]
+        if not brain.any():
+            raise ReconstructionError(f"candidate mask {index} (threshold {candidates.fractions[index]}) is empty")
+        notes.append(f"mask candidate {index} (threshold fraction {candidates.fractions[index]:.2f})")
+    seconds["mask"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    local = background.vsharp(
+        total_ppm, brain, vox, params.vsharp_radii_mm, params.vsharp_threshold,
+        progress=sub_progress(progress, 0.25, 0.45),
+    )
+    seconds["background"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    inv_progress = sub_progress(progress, 0.45, 0.99)
+    if params.method == "tkd":
+        chi = inversion.tkd(local.field, local.mask, vox, b0_dir, params.tkd_threshold)
+    elif params.method == "tikhonov":
+        chi = inversion.tikhonov(local.field, local.mask, vox, b0_dir, params.tikhonov_lambda)
+    elif params.method == "tv":
+        chi = inversion.admm_inversion(
+            local.field, local.mask, vox, b0_dir, alpha=params.tv_alpha, progress=inv_progress
+        )
+    else:
+        chi = inversion.star_qsm(local.field, local.mask, vox, b0_dir, alpha_tv=params.tv_alpha, progress=inv_progress)
+    seconds["inversion"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    report(progress, 1.0, "reconstruction done")
+    return ReconResult(chi, local.mask, local.field, total_ppm, candidates, index, gre.affine, params, tuple(notes), seconds)
+
+
+def reconstruct_path(
+    input_path=None,
+    qsm_out=None,
+    *,
+    mask_out=None,
+    field_out=None,
+    magnitude=None,
+    phase=None,
+    te_s=None,
+    b0_tesla: float | None = None,
+    method: str = "star",
+    params: ReconParams | None = None,
+    user_mask_path=None,
+    progress: ProgressCallback | None = None,
+) -> ReconResult:
+    """Files in, χ (ppm NIfTI on the input grid) out; nothing is written unless reconstruction succeeds.
+
+    ``input_path`` is a BIDS anat folder or a DICOM folder; alternatively ``magnitude``/``phase`` are lists
+    of NIfTI paths (one 4-D file or one 3-D file per echo) with ``te_s``.
+    """
+    if qsm_out is None:
+        raise InputError("no output path for the QSM (-o QSM.nii.gz)")
+    if input_path is not None:
+        gre = load_gre(input_path, te_s=te_s, b0_tesla=b0_tesla)
+    elif magnitude and phase:
+        if te_s is None:
+            raise InputError("echo times are required with --magnitude/--phase NIfTI input: give --te in seconds")
+        gre = load_nifti_gre(magnitude, phase, te_s, 3.0 if b0_tesla is None else b0_tesla)
+    else:
+        raise InputError("give an input folder (BIDS anat or DICOM) or --magnitude and --phase NIfTI files")
+    user_mask = None
+    if user_mask_path is not None:
+        user_mask = load_volume(user_mask_path)[0] > 0.5
+    params = params or ReconParams(method=method)
+    result = reconstruct(gre, params, user_mask=user_mask, progress=progress)
+    for note in result.notes:
+        log.info("%s", note)
+    save_nifti(qsm_out, result.chi_ppm, gre.affine, description=f"QSM chi ppm ({params.method})")
+    if mask_out is not None:
+        save_nifti(mask_out, result.mask.astype(np.uint8), gre.affine, description="QSM mask")
+    if field_out is not None:
+        save_nifti(field_out, result.local_field_ppm, gre.affine, description="local field ppm")
+    return result
