@@ -1,0 +1,98 @@
+"""GRE input: formats, geometry and the errors a radiologist sees."""
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from QSMReproducibilityLib.errors import InputError
+from QSMReproducibilityLib.io import b0_direction_voxel, load_bids_anat, load_nifti_gre, phase_to_radians
+
+TE = [0.00492, 0.00738, 0.00984]
+
+
+def _write(path, data, affine=np.eye(4)):
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), affine), str(path))
+    return path
+
+
+def _bids(folder, n_echoes=3, phase_scale=1.0, te=TE, sidecar=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for e in range(1, n_echoes + 1):
+        _write(folder / f"sub-1_echo-{e}_part-mag_MEGRE.nii", rng.random((8, 8, 4)) + 1)
+        _write(folder / f"sub-1_echo-{e}_part-phase_MEGRE.nii", (rng.random((8, 8, 4)) * 2 - 1) * np.pi * phase_scale)
+        if sidecar:
+            for part in ("mag", "phase"):
+                (folder / f"sub-1_echo-{e}_part-{part}_MEGRE.json").write_text(
+                    json.dumps({"EchoTime": te[e - 1], "MagneticFieldStrength": 3}))
+    return folder
+
+
+def test_b0_direction_of_an_oblique_acquisition():
+    """A slab tilted 15° about the x axis sees B0 at (0, sin 15°, cos 15°) in its voxel frame."""
+    angle = np.deg2rad(15)
+    rot = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([0.72, 0.72, 2.0])
+    np.testing.assert_allclose(b0_direction_voxel(affine), [0, np.sin(angle), np.cos(angle)], atol=1e-12)
+
+
+def test_siemens_phase_is_scaled_to_radians():
+    raw = np.array([-4096.0, 0.0, 2048.0, 4095.0])
+    np.testing.assert_allclose(phase_to_radians(raw, "x"), [-np.pi, 0, np.pi / 2, 4095 * np.pi / 4096], rtol=1e-6)
+
+
+def test_bids_folder_reads_echo_times_and_field(tmp_path):
+    gre = load_bids_anat(_bids(tmp_path / "anat"))
+    assert gre.n_echoes == 3 and gre.b0_tesla == 3.0
+    np.testing.assert_allclose(gre.te_s, TE)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_te", "EchoTime missing"),
+        ("decreasing_te", "echo times must increase"),
+        ("echo_count", "echoes but magnitude has"),
+        ("nan", "NaN"),
+        ("zero_magnitude", "zero everywhere"),
+    ],
+)
+def test_bad_input_names_the_problem(tmp_path, case, message):
+    anat = tmp_path / "anat"
+    if case == "missing_te":
+        _bids(anat, sidecar=False)
+        with pytest.raises(InputError, match=message):
+            load_bids_anat(anat)
+        return
+    if case == "decreasing_te":
+        _bids(anat, te=[0.01, 0.008, 0.012])
+        with pytest.raises(InputError, match=message):
+            load_bids_anat(anat)
+        return
+    mag = np.ones((6, 6, 3, 3))
+    pha = np.zeros((6, 6, 3, 3))
+    if case == "echo_count":
+        pha = pha[..., :2]
+    if case == "nan":
+        pha[0, 0, 0, 0] = np.nan
+    if case == "zero_magnitude":
+        mag[:] = 0
+    m = _write(tmp_path / "mag.nii", mag)
+    p = _write(tmp_path / "pha.nii", pha)
+    with pytest.raises(InputError, match=message):
+        load_nifti_gre([m], [p], TE)
+
+
+def test_cli_reports_errors_without_traceback_and_writes_nothing(tmp_path):
+    anat = _bids(tmp_path / "anat", te=[0.01, 0.008, 0.012])
+    out = tmp_path / "qsm.nii.gz"
+    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", str(anat), "-o", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "echo times must increase" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.nii*"))
