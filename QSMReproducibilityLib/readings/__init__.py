@@ -1,0 +1,10 @@
+"""Study store for blinded repeat readings: cases, observers, reading sessions, wash-out, audit log.
+
+See :mod:`QSMReproducibilityLib.readings.store` for the folder layout and the rules, and
+:func:`add_cli` for the ``qsmrepro study`` commands.
+"""
+
+from .cli import add_cli
+from .store import DB_NAME, CaseRecord, ReadingRecord, ReadingSession, Study
+
+__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "add_cli"]

@@ -1,0 +1,255 @@
+"""``qsmrepro study ...``: manage a study store from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError, ReadingError
+from .store import LESION_TYPES, Study
+
+__all__ = ["add_cli"]
+
+
+def add_cli(subparsers) -> None:
+    """Register the ``study`` sub-command tree on an argparse sub-parsers object."""
+    study = subparsers.add_parser(
+        "study",
+        help="blinded repeat readings: cases, observers, sessions, wash-out, export",
+        description="Manage a study folder (study.sqlite + cases/ + readings/).",
+    )
+    sub = study.add_subparsers(dest="study_command", metavar="COMMAND")
+    study.set_defaults(handler=lambda args: _help(study))
+
+    p = _command(sub, "init", _cmd_init, "create a new study folder", dir_help="study folder (created)")
+    p.add_argument("--washout-days", type=int, default=60, help="days between readings N and N+1 (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the randomised reading orders (default 0)")
+    p.add_argument("--readings", type=int, default=2, dest="readings_per_observer",
+                   help="readings of each case by each observer (default 2)")
+
+    p = _command(sub, "add-observer", _cmd_add_observer, "register an observer")
+    p.add_argument("observer", help="observer ID (e.g. O1; no names needed)")
+
+    p = _command(sub, "add-case", _cmd_add_case, "add a case from a QSM map, or reconstruct it from GRE data")
+    p.add_argument("--case-id", required=True)
+    p.add_argument("--lesion-type", required=True, choices=LESION_TYPES)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("input", nargs="?", help="BIDS anat folder, 4-D NIfTI or DICOM folder to reconstruct")
+    source.add_argument("--qsm", help="an existing QSM map (NIfTI, ppm)")
+    p.add_argument("--mask", help="brain mask on the QSM grid (NIfTI)")
+    p.add_argument("--method", default="star", help="QSM method when reconstructing INPUT (default star)")
+    p.add_argument("--te", type=float, nargs="+", help="echo times in seconds when reconstructing INPUT")
+    p.add_argument("--diagnosis", help="free text, stored as given")
+    p.add_argument("--gre-reference", help="reference of the GRE series (e.g. accession number), stored as given")
+
+    p = _command(sub, "start-reading", _cmd_start,
+                 "open a reading session (next case of the randomised order by default)")
+    _observer_and_case(p, case_help="a specific case instead of the next one")
+    p.add_argument("--json", action="store_true", help="print the session as JSON")
+    p.add_argument("--override-washout", action="store_true", help="start before the wash-out has passed")
+    p.add_argument("--reason", help="why the wash-out is overridden (required with --override-washout)")
+
+    p = _command(sub, "finish-reading", _cmd_finish, "validate and store the segmentation of the open session")
+    _observer_and_case(p)
+    p.add_argument("--segmentation", required=True, help="the reading's .seg.nrrd")
+
+    p = _command(sub, "amend-reading", _cmd_amend, "open a session that replaces a finished reading")
+    _observer_and_case(p)
+    p.add_argument("--reading", type=int, required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = _command(sub, "import-reading", _cmd_import, "record a reading made earlier, with its dates")
+    _observer_and_case(p)
+    p.add_argument("--reading", type=int, required=True)
+    p.add_argument("--segmentation", required=True)
+    p.add_argument("--started", required=True, help="ISO-8601, e.g. 2024-01-08T09:00:00Z (UTC if no offset)")
+    p.add_argument("--finished", required=True, help="ISO-8601")
+    p.add_argument("--override-washout", action="store_true")
+    p.add_argument("--reason")
+
+    p = _command(sub, "status", _cmd_status, "progress of the readings")
+    p.add_argument("--json", action="store_true")
+
+    _command(sub, "verify", _cmd_verify, "check database and files; exit code 1 if there are problems")
+
+    p = _command(sub, "export", _cmd_export, "radiomics features of all finished readings (long table)")
+    p.add_argument("-o", "--output", required=True, help="FEATURES.csv")
+    p.add_argument("--params", help="PyRadiomics parameter file")
+
+
+def _command(sub, name: str, handler, help_text: str, *, dir_help: str = "study folder"):
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("dir", help=dir_help)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _observer_and_case(parser, *, case_help: str | None = None) -> None:
+    parser.add_argument("--observer", required=True)
+    if case_help is None:
+        parser.add_argument("--case", dest="case_id", required=True)
+    else:
+        parser.add_argument("--case", dest="case_id", help=case_help)
+
+
+def _help(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _session_dict(session) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(session).items()}
+
+
+def _print_session(session, as_json: bool) -> None:
+    if as_json:
+        payload = _session_dict(session)
+        payload["tags"] = session.tags()
+        print(json.dumps(payload, indent=2))
+        return
+    kind = "amendment of reading" if session.amendment else "reading"
+    print(f"Observer {session.observer}, case {session.case_id} ({session.lesion_type}), {kind} {session.reading}")
+    print(f"  session:      {session.session_uid}")
+    print(f"  QSM map:      {session.qsm_path}")
+    print(f"  save to:      {session.segmentation_path}")
+    print("  segments:     lesion_right and/or lesion_left, and csf; tags on every segment:")
+    for key, value in session.tags().items():
+        print(f"    {key}: {value}")
+
+
+def _cmd_init(args) -> int:
+    study = Study.create(args.dir, washout_days=args.washout_days, seed=args.seed,
+                         readings_per_observer=args.readings_per_observer)
+    print(f"Study created in {study.root.resolve()} (wash-out {study.washout_days} days, seed {study.seed})")
+    study.close()
+    return 0
+
+
+def _cmd_add_observer(args) -> int:
+    with Study.open(args.dir) as study:
+        added = study.add_observer(args.observer)
+    print(f"observer {args.observer} " + ("added" if added else "was already registered"))
+    return 0
+
+
+def _cmd_add_case(args) -> int:
+    with Study.open(args.dir) as study:
+        if args.qsm:
+            record = study.add_case(args.case_id, args.lesion_type, args.qsm, mask_path=args.mask,
+                                    gre_reference=args.gre_reference, diagnosis=args.diagnosis)
+        else:
+            try:
+                from ..recon.pipeline import reconstruct_path
+            except ImportError as exc:
+                raise InputError(f"QSM reconstruction is not available in this installation ({exc}); "
+                                 "pass an existing map with --qsm") from exc
+            with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
+                qsm = Path(work) / "qsm.nii.gz"
+                mask = Path(work) / "mask.nii.gz"
+                reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, method=args.method,
+                                 progress=_stderr_progress(f"reconstructing {args.case_id}"))
+                print(file=sys.stderr)
+                record = study.add_case(args.case_id, args.lesion_type, qsm,
+                                        mask_path=args.mask or (mask if mask.exists() else None),
+                                        gre_reference=args.gre_reference, diagnosis=args.diagnosis)
+    print(f"case {record.case_id} ({record.lesion_type}) added: {record.qsm_path}")
+    return 0
+
+
+def _stderr_progress(label: str):
+    def callback(fraction: float, message: str):
+        print(f"\r{label}: {100 * fraction:5.1f}% {message[:60]:<60}", end="", file=sys.stderr, flush=True)
+        return True
+
+    return callback
+
+
+def _cmd_start(args) -> int:
+    with Study.open(args.dir) as study:
+        session = study.start_reading(args.observer, args.case_id, override_washout=args.override_washout,
+                                      reason=args.reason)
+    _print_session(session, args.json)
+    return 0
+
+
+def _cmd_amend(args) -> int:
+    with Study.open(args.dir) as study:
+        session = study.amend_reading(args.case_id, args.observer, args.reading, reason=args.reason)
+    _print_session(session, args.json)
+    return 0
+
+
+def _cmd_finish(args) -> int:
+    with Study.open(args.dir) as study:
+        sessions = [s for s in study.open_sessions(args.observer) if s.case_id == args.case_id]
+        if not sessions:
+            raise ReadingError(f"observer {args.observer} has no open reading of case {args.case_id}; "
+                               "start one with 'qsmrepro study start-reading'")
+        record = study.finish_reading(sessions[0].session_uid, args.segmentation)
+    print(f"case {record.case_id}, observer {record.observer}, reading {record.reading} finished "
+          f"{record.finished_at}: {record.segmentation_path} (sha256 {record.checksum[:12]}...)")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    with Study.open(args.dir) as study:
+        record = study.import_reading(args.case_id, args.observer, args.reading, args.segmentation,
+                                      started_at=args.started, finished_at=args.finished,
+                                      override_washout=args.override_washout, reason=args.reason)
+    print(f"case {record.case_id}, observer {record.observer}, reading {record.reading} imported "
+          f"({record.started_at} - {record.finished_at})")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    with Study.open(args.dir) as study:
+        summary = study.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    types = ", ".join(f"{n} {t}" for t, n in summary["cases_by_lesion_type"].items())
+    print(f"Study {summary['study']}: {summary['cases']} cases ({types}); wash-out {summary['washout_days']} days; "
+          f"{summary['readings_per_observer']} readings per observer; seed {summary['seed']}")
+    if not summary["observers"]:
+        print("  no observers registered")
+    for observer, info in summary["observers"].items():
+        done = ", ".join(f"reading {r}: {n}/{summary['cases']}" for r, n in info["finished_by_reading"].items())
+        line = f"  {observer}: {done}; open sessions {info['open_sessions']}"
+        if info["waiting_for_washout"]:
+            line += f"; {info['waiting_for_washout']} waiting for wash-out (next opens {info['next_washout_ends']})"
+        print(line)
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    with Study.open(args.dir) as study:
+        problems = study.verify()
+        n_readings = len(study.readings())
+    if problems:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"study {Path(args.dir).resolve()} is consistent ({n_readings} finished readings)")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from ..radiomics import extract_readings
+    from ..segio import atomic_output
+
+    with Study.open(args.dir) as study:
+        readings = study.readings()
+        if not readings:
+            raise ReadingError(f"the study {study.root} has no finished readings to export")
+        kwargs = {"params_path": args.params} if args.params else {}
+        table = extract_readings(readings, **kwargs)
+    output = Path(args.output)
+    with atomic_output(output) as tmp:
+        table.to_csv(tmp, index=False)
+    print(f"{len(readings)} readings, {len(table)} rows -> {output.resolve()}")
+    return 0

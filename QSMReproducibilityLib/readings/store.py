@@ -1,0 +1,1073 @@
+"""The study store: cases, observers and blinded repeat readings in one folder.
+
+Layout of a study folder::
+
+    study.sqlite                                  settings, cases, observers, readings,
+                                                  reading_order, audit_log
+    cases/<case_id>/qsm.nii.gz                    QSM map (ppm) every observer reads
+    cases/<case_id>/mask.nii.gz                   brain mask (optional)
+    readings/<case_id>/<observer>_r<N>.seg.nrrd   one segmentation per observer x reading
+    readings/<case_id>/<observer>_r<N>_amend<K>.seg.nrrd   corrections of a finished reading
+
+Rules enforced here (the study design of the paper: two observers, two readings each, at least two
+months apart, blinded to the other readings):
+
+* Reading N+1 of a case by an observer opens only ``washout_days`` (default 60) after that
+  observer's reading N of the case was finished, unless the wash-out is overridden with a reason,
+  which is recorded in the reading and the audit log. Imported historical readings obey the same
+  rule on their own dates.
+* A reading session only ever receives the QSM map of its case and the path its own segmentation is
+  to be saved to (which does not exist yet); never another reading's segmentation.
+* A finished reading is immutable: its file is stored with a SHA-256 checksum. A correction is a new
+  reading that *amends* it, with a reason; the superseded one keeps its file and is marked
+  ``amended``.
+* Every file is written atomically (temporary file in the same folder, fsync, rename) before the row
+  that refers to it is committed in an SQLite transaction, so an interrupted process leaves either
+  the old or the new state; :meth:`Study.verify` reports any file no row refers to.
+* Timestamps are ISO-8601 UTC (``2024-03-01T09:30:00Z``). No patient name is stored unless given
+  explicitly; source paths of the imported files are not stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import gzip
+import hashlib
+import json
+import logging
+import random
+import re
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError, ReadingError
+from .. import segio
+
+__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME"]
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "study.sqlite"
+SCHEMA_VERSION = 1
+LESION_TYPES = segio.LESION_TYPES
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SEGMENT_IDS = {"lesion_right", "lesion_left", "csf"}
+_GRID_TOLERANCE_MM = 1e-3
+
+_SCHEMA = """
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE cases (
+    case_id       TEXT PRIMARY KEY,
+    lesion_type   TEXT NOT NULL CHECK (lesion_type IN ('hematoma', 'calcification')),
+    diagnosis     TEXT,
+    patient_name  TEXT,
+    qsm_file      TEXT NOT NULL,
+    qsm_sha256    TEXT NOT NULL,
+    mask_file     TEXT,
+    mask_sha256   TEXT,
+    gre_reference TEXT,
+    added_at      TEXT NOT NULL
+);
+CREATE TABLE observers (
+    observer_id TEXT PRIMARY KEY,
+    added_at    TEXT NOT NULL
+);
+CREATE TABLE readings (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_uid         TEXT NOT NULL UNIQUE,
+    case_id             TEXT NOT NULL REFERENCES cases(case_id),
+    observer_id         TEXT NOT NULL REFERENCES observers(observer_id),
+    reading             INTEGER NOT NULL CHECK (reading >= 1),
+    status              TEXT NOT NULL CHECK (status IN ('started', 'finished', 'amended')),
+    started_at          TEXT NOT NULL,
+    finished_at         TEXT,
+    segmentation_file   TEXT NOT NULL UNIQUE,
+    checksum            TEXT,
+    imported            INTEGER NOT NULL DEFAULT 0,
+    amends              INTEGER REFERENCES readings(id),
+    amend_reason        TEXT,
+    washout_override    TEXT
+);
+-- one original reading per (case, observer, number); one current version; one open session
+CREATE UNIQUE INDEX readings_original ON readings(case_id, observer_id, reading) WHERE amends IS NULL;
+CREATE UNIQUE INDEX readings_current ON readings(case_id, observer_id, reading) WHERE status = 'finished';
+CREATE UNIQUE INDEX readings_open ON readings(case_id, observer_id) WHERE status = 'started';
+CREATE TABLE reading_order (
+    observer_id TEXT NOT NULL REFERENCES observers(observer_id),
+    round       INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    case_id     TEXT NOT NULL REFERENCES cases(case_id),
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (observer_id, round, position),
+    UNIQUE (observer_id, round, case_id)
+);
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    observer_id TEXT,
+    case_id     TEXT,
+    reading     INTEGER,
+    session_uid TEXT,
+    reason      TEXT,
+    details     TEXT
+);
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadingSession:
+    """What an observer receives to perform one reading: the QSM map and where to save.
+
+    ``segmentation_path`` does not exist when the session starts; no other reading's file is
+    ever part of a session.
+    """
+
+    session_uid: str
+    case_id: str
+    observer: str
+    reading: int
+    qsm_path: Path
+    segmentation_path: Path
+    lesion_type: str
+    started_at: str
+    amendment: bool = False
+
+    def tags(self, status: str = "started") -> dict[str, str]:
+        """The segment tags of this reading (:func:`~QSMReproducibilityLib.segio.reading_tags`)."""
+        return segio.reading_tags(
+            observer=self.observer,
+            reading=self.reading,
+            case_id=self.case_id,
+            session_uid=self.session_uid,
+            status=status,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadingRecord:
+    """One recorded reading (``status`` is ``finished``, or ``amended`` once superseded)."""
+
+    case_id: str
+    lesion_type: str
+    observer: str
+    reading: int
+    segmentation_path: Path
+    qsm_path: Path
+    started_at: str
+    finished_at: str | None
+    checksum: str | None
+    session_uid: str
+    status: str
+    imported: bool = False
+    amends: str | None = None
+    amend_reason: str | None = None
+    washout_override: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseRecord:
+    """One case of the study."""
+
+    case_id: str
+    lesion_type: str
+    diagnosis: str | None
+    qsm_path: Path
+    qsm_checksum: str
+    mask_path: Path | None
+    mask_checksum: str | None
+    gre_reference: str | None
+    added_at: str
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _utc(value: dt.datetime | str | None) -> dt.datetime:
+    """Aware UTC datetime, whole seconds. Naive values and strings without offset count as UTC."""
+    if value is None:
+        value = dt.datetime.now(dt.timezone.utc)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"{value!r} is not an ISO-8601 date/time (e.g. 2024-03-01T09:30:00Z)") from None
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, dt.datetime):
+        raise InputError(f"{value!r} is not a date/time")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).replace(microsecond=0)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    return _utc(text)
+
+
+def _check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID_PATTERN.match(value):
+        raise InputError(
+            f"{what} {value!r} is not valid: use 1-64 letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit), and no patient names"
+        )
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_nifti_gz(source: Path, destination: Path) -> None:
+    """Copy a NIfTI file to ``destination`` (``.nii.gz``) atomically, gzip-compressing if needed."""
+    with segio.atomic_output(destination) as tmp:
+        with open(source, "rb") as src:
+            if source.name.lower().endswith(".gz"):
+                with open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            else:
+                with gzip.open(tmp, "wb", compresslevel=6) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _nifti_grid(path: Path, what: str) -> tuple[tuple[int, int, int], np.ndarray]:
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise InputError(f"{what} {path} is not a readable NIfTI image: {exc}") from exc
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise InputError(f"{what} {path} has shape {image.shape}; a 3-D volume is required")
+    return shape, np.asarray(image.affine, dtype=float)
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+class Study:
+    """A study folder with its SQLite database. Use :meth:`create` or :meth:`open`.
+
+    Several processes may use one study at the same time: every change runs in an ``IMMEDIATE``
+    SQLite transaction (one writer at a time, others wait up to a minute).
+    """
+
+    def __init__(self, root: Path, connection: sqlite3.Connection):
+        self.root = Path(root).resolve()
+        self._db = connection
+        settings = dict(self._db.execute("SELECT key, value FROM settings").fetchall())
+        if int(settings.get("schema_version", "0")) != SCHEMA_VERSION:
+            raise InputError(
+                f"{self.root / DB_NAME} has schema version {settings.get('schema_version')}, "
+                f"this version of QSMReproducibility reads version {SCHEMA_VERSION}"
+            )
+        self.washout_days = int(settings["washout_days"])
+        self.seed = int(settings["seed"])
+        self.readings_per_observer = int(settings["readings_per_observer"])
+        self.created_at = settings["created_at"]
+
+    # ---- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path, *, washout_days: int = 60, seed: int = 0, readings_per_observer: int = 2) -> "Study":
+        """Create a new, empty study in folder ``path`` (created if needed).
+
+        Parameters
+        ----------
+        path : path-like
+            Study folder; must not already hold a study.
+        washout_days : int
+            Minimum days between an observer's reading N and N+1 of the same case.
+        seed : int
+            Seed of the randomised reading orders (recorded, so orders are reproducible).
+        readings_per_observer : int
+            Readings of each case by each observer (2 in the paper).
+        """
+        root = Path(path)
+        limits = ((washout_days, "washout_days", 0), (readings_per_observer, "readings_per_observer", 1))
+        for value, name, low in limits:
+            if isinstance(value, bool) or int(value) != value or int(value) < low:
+                raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        if isinstance(seed, bool) or int(seed) != seed:
+            raise InputError(f"seed must be an integer, got {seed!r}")
+        if (root / DB_NAME).exists():
+            raise InputError(f"{root} already holds a study ({DB_NAME}); open it instead")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "cases").mkdir(exist_ok=True)
+        (root / "readings").mkdir(exist_ok=True)
+        now = _iso(_utc(None))
+        with segio.atomic_output(root / DB_NAME) as tmp:
+            connection = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                connection.executescript(_SCHEMA)
+                settings = {
+                    "schema_version": str(SCHEMA_VERSION),
+                    "washout_days": str(int(washout_days)),
+                    "seed": str(int(seed)),
+                    "readings_per_observer": str(int(readings_per_observer)),
+                    "created_at": now,
+                }
+                connection.execute("BEGIN")
+                connection.executemany("INSERT INTO settings(key, value) VALUES (?, ?)", settings.items())
+                connection.execute(
+                    "INSERT INTO audit_log(at, action, details) VALUES (?, 'study_created', ?)",
+                    (now, json.dumps(settings, sort_keys=True)),
+                )
+                connection.execute("COMMIT")
+            finally:
+                connection.close()
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path) -> "Study":
+        """Open an existing study folder; debris of interrupted writes on this machine is removed."""
+        root = Path(path)
+        db_path = root / DB_NAME
+        if not db_path.is_file():
+            raise InputError(f"{root} is not a study folder (no {DB_NAME}); create one with 'qsmrepro study init'")
+        connection = sqlite3.connect(str(db_path), timeout=60.0, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = FULL")
+        try:
+            study = cls(root, connection)
+        except (sqlite3.DatabaseError, KeyError) as exc:
+            connection.close()
+            raise InputError(f"{db_path} is not a readable study database: {exc}") from exc
+        study._sweep_temporary_files()
+        return study
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> "Study":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Study({str(self.root)!r})"
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _audit(self, at: str, action: str, *, observer=None, case_id=None, reading=None, session_uid=None,
+               reason=None, **details) -> None:
+        self._db.execute(
+            "INSERT INTO audit_log(at, action, observer_id, case_id, reading, session_uid, reason, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (at, action, observer, case_id, reading, session_uid, reason,
+             json.dumps(details, sort_keys=True) if details else None),
+        )
+
+    def _sweep_temporary_files(self) -> list[Path]:
+        removed = []
+        for folder in (self.root, self.root / "cases", self.root / "readings"):
+            if not folder.is_dir():
+                continue
+            candidates = folder.glob("*.tmp") if folder == self.root else folder.rglob("*.tmp")
+            for path in candidates:
+                if segio.is_stale_temp_file(path):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed.append(path)
+                        log.info("removed %s left by an interrupted write", path)
+        return removed
+
+    # ---- observers and cases ---------------------------------------------------------------
+
+    def add_observer(self, observer_id: str) -> bool:
+        """Register an observer; returns False if already registered."""
+        _check_id(observer_id, "observer ID")
+        now = _iso(_utc(None))
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM observers WHERE observer_id = ?", (observer_id,)).fetchone():
+                return False
+            db.execute("INSERT INTO observers(observer_id, added_at) VALUES (?, ?)", (observer_id, now))
+            self._audit(now, "observer_added", observer=observer_id)
+        return True
+
+    def observers(self) -> list[str]:
+        """Registered observer IDs, sorted."""
+        return [r[0] for r in self._db.execute("SELECT observer_id FROM observers ORDER BY observer_id")]
+
+    def add_case(self, case_id: str, lesion_type: str, qsm_path, *, mask_path=None, gre_reference: str | None = None,
+                 diagnosis: str | None = None, patient_name: str | None = None) -> CaseRecord:
+        """Copy a case's QSM map (and brain mask) into the study.
+
+        Parameters
+        ----------
+        case_id : str
+            Pseudonymous case identifier (letters, digits, ``.``, ``_``, ``-``).
+        lesion_type : {"hematoma", "calcification"}
+        qsm_path : path-like
+            3-D NIfTI QSM map in ppm; stored as ``cases/<case_id>/qsm.nii.gz``.
+        mask_path : path-like, optional
+            Brain mask on the same grid; stored as ``cases/<case_id>/mask.nii.gz``.
+        gre_reference, diagnosis : str, optional
+            Free text stored as given (e.g. an accession number of the GRE series).
+        patient_name : str, optional
+            Stored only when given explicitly.
+        """
+        _check_id(case_id, "case ID")
+        if lesion_type not in LESION_TYPES:
+            raise InputError(
+                f"case {case_id}: lesion type must be one of {', '.join(LESION_TYPES)}, got {lesion_type!r}"
+            )
+        qsm_path = Path(qsm_path)
+        shape, affine = _nifti_grid(qsm_path, f"case {case_id}: QSM map")
+        if mask_path is not None:
+            mask_path = Path(mask_path)
+            mask_shape, mask_affine = _nifti_grid(mask_path, f"case {case_id}: mask")
+            if mask_shape != shape or not np.allclose(mask_affine, affine, atol=_GRID_TOLERANCE_MM):
+                raise InputError(f"case {case_id}: mask {mask_path} is not on the grid of the QSM map {qsm_path}")
+        now = _iso(_utc(None))
+        qsm_rel = f"cases/{case_id}/qsm.nii.gz"
+        mask_rel = f"cases/{case_id}/mask.nii.gz" if mask_path is not None else None
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
+                raise ReadingError(f"case {case_id} is already in the study {self.root}")
+            _copy_nifti_gz(qsm_path, self.root / qsm_rel)
+            qsm_sha = _sha256(self.root / qsm_rel)
+            mask_sha = None
+            if mask_rel is not None:
+                _copy_nifti_gz(mask_path, self.root / mask_rel)
+                mask_sha = _sha256(self.root / mask_rel)
+            db.execute(
+                "INSERT INTO cases(case_id, lesion_type, diagnosis, patient_name, qsm_file, qsm_sha256, mask_file, "
+                "mask_sha256, gre_reference, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (case_id, lesion_type, diagnosis, patient_name, qsm_rel, qsm_sha, mask_rel, mask_sha, gre_reference,
+                 now),
+            )
+            self._audit(now, "case_added", case_id=case_id, lesion_type=lesion_type, qsm_sha256=qsm_sha)
+        return self.case(case_id)
+
+    def _case_record(self, row: sqlite3.Row) -> CaseRecord:
+        return CaseRecord(
+            case_id=row["case_id"],
+            lesion_type=row["lesion_type"],
+            diagnosis=row["diagnosis"],
+            qsm_path=self.root / row["qsm_file"],
+            qsm_checksum=row["qsm_sha256"],
+            mask_path=self.root / row["mask_file"] if row["mask_file"] else None,
+            mask_checksum=row["mask_sha256"],
+            gre_reference=row["gre_reference"],
+            added_at=row["added_at"],
+        )
+
+    def cases(self) -> list[CaseRecord]:
+        """All cases, sorted by ID."""
+        return [self._case_record(r) for r in self._db.execute("SELECT * FROM cases ORDER BY case_id")]
+
+    def case(self, case_id: str) -> CaseRecord:
+        """One case (:class:`ReadingError` if unknown)."""
+        row = self._db.execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise ReadingError(f"case {case_id!r} is not in the study {self.root}")
+        return self._case_record(row)
+
+    def _require_observer(self, observer: str) -> None:
+        if not self._db.execute("SELECT 1 FROM observers WHERE observer_id = ?", (observer,)).fetchone():
+            raise ReadingError(
+                f"observer {observer!r} is not registered in the study {self.root}; "
+                "add them first (Study.add_observer or 'qsmrepro study add-observer')"
+            )
+
+    # ---- readings: queries -----------------------------------------------------------------
+
+    def _record(self, row: sqlite3.Row) -> ReadingRecord:
+        amends_uid = None
+        if row["amends"] is not None:
+            amends_uid = self._db.execute(
+                "SELECT session_uid FROM readings WHERE id = ?", (row["amends"],)
+            ).fetchone()[0]
+        case = self.case(row["case_id"])
+        return ReadingRecord(
+            case_id=row["case_id"],
+            lesion_type=case.lesion_type,
+            observer=row["observer_id"],
+            reading=int(row["reading"]),
+            segmentation_path=self.root / row["segmentation_file"],
+            qsm_path=case.qsm_path,
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            checksum=row["checksum"],
+            session_uid=row["session_uid"],
+            status=row["status"],
+            imported=bool(row["imported"]),
+            amends=amends_uid,
+            amend_reason=row["amend_reason"],
+            washout_override=row["washout_override"],
+        )
+
+    def readings(self) -> list[ReadingRecord]:
+        """The current finished readings (amended ones excluded), sorted by case, observer, reading."""
+        rows = self._db.execute(
+            "SELECT * FROM readings WHERE status = 'finished' ORDER BY case_id, observer_id, reading"
+        ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def history(self) -> list[ReadingRecord]:
+        """Every reading row ever recorded (started, finished and amended), in order of creation."""
+        return [self._record(r) for r in self._db.execute("SELECT * FROM readings ORDER BY id").fetchall()]
+
+    def open_sessions(self, observer: str | None = None) -> list[ReadingSession]:
+        """Readings started and not yet finished (optionally of one observer)."""
+        query = "SELECT * FROM readings WHERE status = 'started'"
+        params: tuple = ()
+        if observer is not None:
+            query += " AND observer_id = ?"
+            params = (observer,)
+        return [self._session(r) for r in self._db.execute(query + " ORDER BY id", params).fetchall()]
+
+    def audit_log(self) -> list[dict]:
+        """The audit log, oldest first."""
+        return [dict(r) for r in self._db.execute("SELECT * FROM audit_log ORDER BY id").fetchall()]
+
+    def _session(self, row: sqlite3.Row) -> ReadingSession:
+        case = self.case(row["case_id"])
+        return ReadingSession(
+            session_uid=row["session_uid"],
+            case_id=row["case_id"],
+            observer=row["observer_id"],
+            reading=int(row["reading"]),
+            qsm_path=case.qsm_path,
+            segmentation_path=self.root / row["segmentation_file"],
+            lesion_type=case.lesion_type,
+            started_at=row["started_at"],
+            amendment=row["amends"] is not None,
+        )
+
+    def _washout_anchor(self, case_id: str, observer: str, reading: int) -> dt.datetime | None:
+        """Finish time of the observer's latest earlier reading of the case (None for reading 1)."""
+        row = self._db.execute(
+            "SELECT MAX(finished_at) FROM readings WHERE case_id = ? AND observer_id = ? AND reading < ? "
+            "AND status IN ('finished', 'amended')",
+            (case_id, observer, reading),
+        ).fetchone()
+        return _parse_iso(row[0]) if row and row[0] else None
+
+    def washout_opens(self, case_id: str, observer: str, reading: int) -> dt.datetime | None:
+        """When reading ``reading`` of ``case_id`` by ``observer`` may start (None: no wash-out applies)."""
+        anchor = self._washout_anchor(case_id, observer, reading)
+        return None if anchor is None else anchor + dt.timedelta(days=self.washout_days)
+
+    def _next_reading_number(self, case_id: str, observer: str) -> int:
+        row = self._db.execute(
+            "SELECT MAX(reading) FROM readings WHERE case_id = ? AND observer_id = ?", (case_id, observer)
+        ).fetchone()
+        return int(row[0] or 0) + 1
+
+    def _reading_order(self, observer: str, round_: int, now: str) -> list[str]:
+        """The observer's randomised case order for one round, extended with cases added since."""
+        ordered = [r[0] for r in self._db.execute(
+            "SELECT case_id FROM reading_order WHERE observer_id = ? AND round = ? ORDER BY position",
+            (observer, round_),
+        )]
+        known = set(ordered)
+        missing = sorted(r[0] for r in self._db.execute("SELECT case_id FROM cases") if r[0] not in known)
+        if missing:
+            # String seeds are hashed with SHA-512 by random.Random: stable across runs and platforms.
+            random.Random(f"{self.seed}:{observer}:{round_}:{len(ordered)}").shuffle(missing)
+            self._db.executemany(
+                "INSERT INTO reading_order(observer_id, round, position, case_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(observer, round_, len(ordered) + i, case_id, now) for i, case_id in enumerate(missing)],
+            )
+            ordered += missing
+        return ordered
+
+    def reading_order(self, observer: str, round_: int) -> list[str]:
+        """The recorded randomised order of cases for an observer's reading round (may be partial)."""
+        return [r[0] for r in self._db.execute(
+            "SELECT case_id FROM reading_order WHERE observer_id = ? AND round = ? ORDER BY position",
+            (observer, round_),
+        )]
+
+    # ---- readings: sessions ----------------------------------------------------------------
+
+    def start_reading(self, observer: str, case_id: str | None = None, *, now=None, override_washout: bool = False,
+                      reason: str | None = None) -> ReadingSession:
+        """Open a reading session for an observer.
+
+        Parameters
+        ----------
+        observer : str
+            A registered observer.
+        case_id : str, optional
+            The case to read; by default the next case of the observer's randomised order, lowest
+            round first, among the cases whose wash-out has passed. An open session of the
+            observer (on that case) is resumed rather than duplicated.
+        now : datetime or ISO string, optional
+            Start time (default: the current time).
+        override_washout : bool
+            Open the reading before the wash-out has passed (requires ``case_id`` and ``reason``).
+        reason : str, optional
+            Why the wash-out is overridden; stored in the reading and the audit log.
+
+        Returns
+        -------
+        ReadingSession
+
+        Raises
+        ------
+        ReadingError
+            Unknown observer or case, wash-out not passed, all readings done.
+        """
+        when = _utc(now)
+        stamp = _iso(when)
+        if override_washout and (case_id is None or not (reason or "").strip()):
+            raise ReadingError("overriding the wash-out needs an explicit case and a reason")
+        with self._transaction() as db:
+            self._require_observer(observer)
+            if case_id is not None:
+                self.case(case_id)
+            query = "SELECT * FROM readings WHERE status = 'started' AND observer_id = ?"
+            params: tuple = (observer,)
+            if case_id is not None:
+                query += " AND case_id = ?"
+                params += (case_id,)
+            open_row = db.execute(query + " ORDER BY id LIMIT 1", params).fetchone()
+            if open_row is not None:
+                self._audit(stamp, "reading_resumed", observer=observer, case_id=open_row["case_id"],
+                            reading=open_row["reading"], session_uid=open_row["session_uid"])
+                return self._session(open_row)
+
+            if case_id is None:
+                case_id, number = self._pick_next_case(observer, when, stamp)
+            else:
+                number = self._next_reading_number(case_id, observer)
+                if number > self.readings_per_observer:
+                    raise ReadingError(
+                        f"case {case_id}, observer {observer}: all {self.readings_per_observer} readings are done "
+                        "(to correct one, amend it)"
+                    )
+            where = f"case {case_id}, observer {observer}, reading {number}"
+            override_text, opens = self._check_washout(case_id, observer, number, when, override_washout, reason, where)
+            row = self._insert_session(observer, case_id, number, stamp, override_text=override_text)
+            if override_text:
+                self._audit(stamp, "washout_overridden", observer=observer, case_id=case_id, reading=number,
+                            session_uid=row["session_uid"], reason=override_text, washout_opens=_iso(opens))
+            return self._session(row)
+
+    def _check_washout(self, case_id: str, observer: str, number: int, start: dt.datetime, override: bool,
+                       reason: str | None, where: str) -> tuple[str | None, dt.datetime | None]:
+        """``(override reason or None, end of the wash-out)``; raises if the reading starts too early."""
+        opens = self.washout_opens(case_id, observer, number)
+        if opens is None or start >= opens:
+            return None, opens
+        if not override:
+            raise ReadingError(
+                f"{where}: starts {_iso(start)}, but the {self.washout_days}-day wash-out after reading {number - 1} "
+                f"lasts until {_iso(opens)}; wait, or override the wash-out with a reason"
+            )
+        return reason.strip(), opens
+
+    def _pick_next_case(self, observer: str, when: dt.datetime, stamp: str) -> tuple[str, int]:
+        waiting: list[dt.datetime] = []
+        for round_ in range(1, self.readings_per_observer + 1):
+            for case_id in self._reading_order(observer, round_, stamp):
+                if self._next_reading_number(case_id, observer) != round_:
+                    continue
+                opens = self.washout_opens(case_id, observer, round_)
+                if opens is None or when >= opens:
+                    return case_id, round_
+                waiting.append(opens)
+        if waiting:
+            raise ReadingError(
+                f"observer {observer}: no case is open now; {len(waiting)} reading(s) wait for the "
+                f"{self.washout_days}-day wash-out, the first opens {_iso(min(waiting))}"
+            )
+        if not self._db.execute("SELECT 1 FROM cases LIMIT 1").fetchone():
+            raise ReadingError(f"the study {self.root} has no cases yet")
+        raise ReadingError(f"observer {observer}: all readings of all cases are done")
+
+    def _insert_session(self, observer: str, case_id: str, number: int, stamp: str, *, override_text=None,
+                        amends: int | None = None, amend_reason: str | None = None) -> sqlite3.Row:
+        if amends is None:
+            relative = f"readings/{case_id}/{observer}_r{number}.seg.nrrd"
+        else:
+            count = self._db.execute(
+                "SELECT COUNT(*) FROM readings WHERE case_id = ? AND observer_id = ? AND reading = ?",
+                (case_id, observer, number),
+            ).fetchone()[0]
+            relative = f"readings/{case_id}/{observer}_r{number}_amend{count}.seg.nrrd"
+        if (self.root / relative).exists():
+            raise ReadingError(
+                f"case {case_id}, observer {observer}, reading {number}: {self.root / relative} already exists "
+                "although no reading refers to it; run 'qsmrepro study verify' and move it away"
+            )
+        session_uid = uuid.uuid4().hex
+        self._db.execute(
+            "INSERT INTO readings(session_uid, case_id, observer_id, reading, status, started_at, segmentation_file, "
+            "amends, amend_reason, washout_override) VALUES (?, ?, ?, ?, 'started', ?, ?, ?, ?, ?)",
+            (session_uid, case_id, observer, number, stamp, relative, amends, amend_reason, override_text),
+        )
+        self._audit(stamp, "reading_started" if amends is None else "amendment_started", observer=observer,
+                    case_id=case_id, reading=number, session_uid=session_uid, reason=amend_reason)
+        return self._db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone()
+
+    def amend_reading(self, case_id: str, observer: str, reading: int, *, reason: str, now=None) -> ReadingSession:
+        """Open a session that will replace a finished reading, keeping the original on record.
+
+        The finished reading stays untouched until the amendment is finished; it is then marked
+        ``amended`` and the new one becomes the current reading ``reading``.
+        """
+        if not (reason or "").strip():
+            raise ReadingError(f"case {case_id}, observer {observer}, reading {reading}: an amendment needs a reason")
+        stamp = _iso(_utc(now))
+        with self._transaction() as db:
+            self._require_observer(observer)
+            self.case(case_id)
+            current = db.execute(
+                "SELECT * FROM readings WHERE case_id = ? AND observer_id = ? AND reading = ? AND status = 'finished'",
+                (case_id, observer, int(reading)),
+            ).fetchone()
+            if current is None:
+                raise ReadingError(
+                    f"case {case_id}, observer {observer}, reading {reading}: no finished reading to amend"
+                )
+            if db.execute("SELECT 1 FROM readings WHERE case_id = ? AND observer_id = ? AND status = 'started'",
+                          (case_id, observer)).fetchone():
+                raise ReadingError(f"case {case_id}, observer {observer}: finish the open reading first")
+            row = self._insert_session(observer, case_id, int(reading), stamp, amends=current["id"],
+                                       amend_reason=reason.strip())
+            return self._session(row)
+
+    def finish_reading(self, session_uid: str, segmentation_file, *, now=None) -> ReadingRecord:
+        """Validate a reading's segmentation, store it and close the session.
+
+        The segmentation must be readable, lie on the case's QSM grid (same voxels; axis order or
+        direction may differ, as when Slicer reverses a NIfTI's slice axis), contain a non-empty
+        ``csf`` segment and one or more non-empty ``lesion_right``/``lesion_left`` segments, and its
+        tags ``QSMReproducibility.CaseID``/``Observer`` (and ``Reading``, ``SessionUID``,
+        ``LesionType``, ``Side`` where present) must match the session. It is stored on the QSM
+        grid as ``segmentation_path`` with its ``Status`` tag set to ``finished``.
+
+        Raises
+        ------
+        ReadingError
+            Naming case, observer and reading; nothing is changed.
+        """
+        when = _utc(now)
+        row = self._db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone()
+        if row is None:
+            raise ReadingError(f"no reading session {session_uid!r} in the study {self.root}")
+        where = f"case {row['case_id']}, observer {row['observer_id']}, reading {row['reading']}"
+        if row["status"] != "started":
+            raise ReadingError(
+                f"{where} was already finished on {row['finished_at']}; a finished reading cannot be changed "
+                "(amend it instead)"
+            )
+        if when < _parse_iso(row["started_at"]):
+            raise ReadingError(f"{where}: finish time {_iso(when)} is before the start {row['started_at']}")
+        case = self.case(row["case_id"])
+        masks, specs, affine = self._validated_segmentation(
+            Path(segmentation_file), case, row["observer_id"], int(row["reading"]), where,
+            expected_session_uid=session_uid, session_uid=session_uid,
+        )
+        stamp = _iso(when)
+        with self._transaction() as db:
+            current = db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone()
+            if current["status"] != "started":
+                raise ReadingError(f"{where} was finished meanwhile by another process; nothing changed")
+            target = self.root / current["segmentation_file"]
+            segio.write_seg_nrrd(target, masks, affine, specs)
+            checksum = _sha256(target)
+            if current["amends"] is not None:
+                # First retire the superseded version: only one current version per reading number.
+                db.execute("UPDATE readings SET status = 'amended' WHERE id = ?", (current["amends"],))
+            db.execute(
+                "UPDATE readings SET status = 'finished', finished_at = ?, checksum = ? WHERE id = ?",
+                (stamp, checksum, current["id"]),
+            )
+            self._audit(stamp, "reading_finished", observer=current["observer_id"], case_id=current["case_id"],
+                        reading=current["reading"], session_uid=session_uid, sha256=checksum)
+            record_row = db.execute("SELECT * FROM readings WHERE id = ?", (current["id"],)).fetchone()
+            return self._record(record_row)
+
+    def import_reading(self, case_id: str, observer: str, reading: int, segmentation_file, *, started_at, finished_at,
+                       override_washout: bool = False, reason: str | None = None) -> ReadingRecord:
+        """Record a reading made before the study used this store, with its historical dates.
+
+        The segmentation is validated as in :meth:`finish_reading`; readings must be imported in
+        order (reading N needs reading N-1) and the wash-out is checked on the given dates.
+
+        Parameters
+        ----------
+        case_id, observer : str
+            A case and a registered observer of the study.
+        reading : int
+            Reading number.
+        segmentation_file : path-like
+            The reading's ``.seg.nrrd``.
+        started_at, finished_at : datetime or ISO-8601 string
+            When the reading was made (naive values count as UTC).
+        override_washout : bool
+            Accept a reading that started before the wash-out had passed (needs ``reason``).
+        reason : str, optional
+        """
+        if isinstance(reading, bool) or int(reading) != reading or int(reading) < 1:
+            raise ReadingError(f"case {case_id}, observer {observer}: reading number must be >= 1, got {reading!r}")
+        reading = int(reading)
+        where = f"case {case_id}, observer {observer}, reading {reading}"
+        started, finished = _utc(started_at), _utc(finished_at)
+        if finished < started:
+            raise ReadingError(f"{where}: finished {_iso(finished)} before it started {_iso(started)}")
+        if finished > _utc(None) + dt.timedelta(minutes=5):
+            raise ReadingError(f"{where}: finish time {_iso(finished)} is in the future")
+        if override_washout and not (reason or "").strip():
+            raise ReadingError(f"{where}: overriding the wash-out needs a reason")
+        if reading > self.readings_per_observer:
+            raise ReadingError(f"{where}: the study records {self.readings_per_observer} readings per observer")
+        self._require_observer(observer)
+        case = self.case(case_id)
+        self._check_import_order(case_id, observer, reading, where)
+        session_uid = uuid.uuid4().hex
+        masks, specs, affine = self._validated_segmentation(
+            Path(segmentation_file), case, observer, reading, where, expected_session_uid=None, session_uid=session_uid
+        )
+        now = _iso(_utc(None))
+        relative = f"readings/{case_id}/{observer}_r{reading}.seg.nrrd"
+        with self._transaction() as db:
+            self._check_import_order(case_id, observer, reading, where)
+            override_text, opens = self._check_washout(case_id, observer, reading, started, override_washout, reason,
+                                                       where)
+            target = self.root / relative
+            segio.write_seg_nrrd(target, masks, affine, specs)
+            checksum = _sha256(target)
+            db.execute(
+                "INSERT INTO readings(session_uid, case_id, observer_id, reading, status, started_at, finished_at, "
+                "segmentation_file, checksum, imported, washout_override) "
+                "VALUES (?, ?, ?, ?, 'finished', ?, ?, ?, ?, 1, ?)",
+                (session_uid, case_id, observer, reading, _iso(started), _iso(finished), relative, checksum,
+                 override_text),
+            )
+            self._audit(now, "reading_imported", observer=observer, case_id=case_id, reading=reading,
+                        session_uid=session_uid, started_at=_iso(started), finished_at=_iso(finished), sha256=checksum)
+            if override_text:
+                self._audit(now, "washout_overridden", observer=observer, case_id=case_id, reading=reading,
+                            session_uid=session_uid, reason=override_text, washout_opens=_iso(opens))
+            return self._record(db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone())
+
+    def _check_import_order(self, case_id: str, observer: str, reading: int, where: str) -> None:
+        rows = self._db.execute(
+            "SELECT reading, status FROM readings WHERE case_id = ? AND observer_id = ?", (case_id, observer)
+        ).fetchall()
+        if any(r["reading"] == reading for r in rows):
+            raise ReadingError(f"{where} is already recorded")
+        if any(r["status"] == "started" for r in rows):
+            raise ReadingError(f"{where}: a reading of this case by this observer is open; finish it first")
+        if reading > 1 and not any(r["reading"] == reading - 1 and r["status"] == "finished" for r in rows):
+            raise ReadingError(f"{where}: import reading {reading - 1} first")
+
+    # ---- validation ------------------------------------------------------------------------
+
+    def _validated_segmentation(self, path: Path, case: CaseRecord, observer: str, reading: int, where: str, *,
+                                expected_session_uid: str | None, session_uid: str):
+        """Check a reading's segmentation; returns masks on the QSM grid, updated specs and the QSM affine.
+
+        ``expected_session_uid``: the SessionUID tag the file must carry where it has one (None: any);
+        ``session_uid``: the SessionUID written into the stored file.
+        """
+        try:
+            data = segio.read_seg_nrrd(path)
+        except InputError as exc:
+            raise ReadingError(f"{where}: {exc}") from None
+        shape, affine = _nifti_grid(case.qsm_path, f"case {case.case_id}: QSM map")
+        try:
+            masks = data.on_grid(shape, affine)
+        except InputError as exc:
+            raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {exc}") from None
+        ids = [s.segment_id for s in data.segments]
+        unexpected = [i for i in ids if i not in _SEGMENT_IDS]
+        if unexpected:
+            raise ReadingError(
+                f"{where}: {path} has segment(s) {', '.join(map(repr, unexpected))}; only lesion_right, "
+                "lesion_left and csf are allowed (delete or rename the others in Slicer)"
+            )
+        lesions = [i for i in ids if i.startswith("lesion_")]
+        if not lesions:
+            raise ReadingError(f"{where}: {path} has no lesion segment (lesion_right or lesion_left)")
+        if "csf" not in ids:
+            raise ReadingError(f"{where}: {path} has no 'csf' reference segment")
+        for segment_id in lesions + ["csf"]:
+            if not masks[segment_id].any():
+                raise ReadingError(f"{where}: segment {segment_id!r} in {path} is empty")
+        prefix = segio.TAG_PREFIX
+        specs = []
+        for spec in data.segments:
+            tags = dict(spec.tags)
+            for key, expected, required in (
+                ("CaseID", case.case_id, True),
+                ("Observer", observer, True),
+                ("Reading", str(reading), False),
+                ("SessionUID", expected_session_uid, False),
+                ("LesionType", case.lesion_type if spec.segment_id != "csf" else None, False),
+                ("Side", spec.segment_id.removeprefix("lesion_") if spec.segment_id != "csf" else None, False),
+                ("Role", "csf" if spec.segment_id == "csf" else "lesion", False),
+            ):
+                value = tags.get(prefix + key)
+                if value is None:
+                    if required:
+                        raise ReadingError(
+                            f"{where}: segment {spec.segment_id!r} in {path} has no {prefix}{key} tag; "
+                            "save the segmentation from the reading session"
+                        )
+                    continue
+                if expected is not None and value != expected:
+                    raise ReadingError(
+                        f"{where}: segment {spec.segment_id!r} in {path} is tagged {prefix}{key}={value!r}, "
+                        f"expected {expected!r} (wrong file?)"
+                    )
+            base = (segio.csf_segment({}) if spec.segment_id == "csf"
+                    else segio.lesion_segment(spec.segment_id.removeprefix("lesion_"), case.lesion_type, {}))
+            tags.update(base.tags)
+            tags.update(segio.reading_tags(observer=observer, reading=reading, case_id=case.case_id,
+                                           session_uid=session_uid,
+                                           status="finished"))
+            specs.append(dataclasses.replace(spec, tags=tags, terminology=spec.terminology or base.terminology))
+        return masks, specs, affine
+
+    # ---- integrity -------------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """Check the database against the files; returns the problems found (empty when consistent).
+
+        Checked: SQLite integrity and foreign keys; every case file and finished reading file
+        exists with its recorded checksum; wash-outs were respected or overridden with a reason;
+        every amended reading has a finished successor; no file under ``cases/`` or ``readings/``
+        is unknown to the database (orphans). Temporary files left by interrupted writes on this
+        machine are removed first.
+        """
+        self._sweep_temporary_files()
+        problems: list[str] = []
+        integrity = self._db.execute("PRAGMA integrity_check").fetchone()[0]
+        if integrity != "ok":
+            problems.append(f"database integrity: {integrity}")
+        for row in self._db.execute("PRAGMA foreign_key_check").fetchall():
+            problems.append(f"database: row {row[1]} of table {row[0]} refers to a missing {row[2]}")
+        known: set[Path] = set()
+        for case in self.cases():
+            for path, checksum, what in ((case.qsm_path, case.qsm_checksum, "QSM map"),
+                                         (case.mask_path, case.mask_checksum, "mask")):
+                if path is None:
+                    continue
+                known.add(path.resolve())
+                if not path.is_file():
+                    problems.append(f"case {case.case_id}: {what} {path} is missing")
+                elif _sha256(path) != checksum:
+                    problems.append(f"case {case.case_id}: {what} {path} was modified (checksum differs)")
+        rows = self._db.execute("SELECT * FROM readings ORDER BY id").fetchall()
+        for row in rows:
+            where = f"case {row['case_id']}, observer {row['observer_id']}, reading {row['reading']}"
+            path = self.root / row["segmentation_file"]
+            known.add(path.resolve())
+            if row["status"] == "started":
+                if row["checksum"] is not None or row["finished_at"] is not None:
+                    problems.append(f"{where}: open session {row['session_uid']} has a finish record")
+                continue
+            if not path.is_file():
+                problems.append(f"{where}: segmentation {path} is missing")
+            elif _sha256(path) != row["checksum"]:
+                problems.append(f"{where}: segmentation {path} was modified after the reading was finished")
+            if row["finished_at"] is None or row["finished_at"] < row["started_at"]:
+                problems.append(f"{where}: finish time {row['finished_at']} is missing or before the start")
+            if row["status"] == "amended" and not any(
+                r["amends"] == row["id"] and r["status"] in ("finished", "amended") for r in rows
+            ):
+                problems.append(f"{where}: marked amended but no finished amendment refers to it")
+            if row["amends"] is None and row["reading"] > 1 and not row["washout_override"]:
+                earlier = [r["finished_at"] for r in rows
+                           if r["case_id"] == row["case_id"] and r["observer_id"] == row["observer_id"]
+                           and r["reading"] < row["reading"] and r["finished_at"] and r["id"] < row["id"]]
+                if earlier:
+                    opens = _parse_iso(max(earlier)) + dt.timedelta(days=self.washout_days)
+                    if _parse_iso(row["started_at"]) < opens:
+                        problems.append(f"{where}: started {row['started_at']}, before the wash-out ended "
+                                        f"{_iso(opens)}, and no override is recorded")
+        for folder in (self.root / "cases", self.root / "readings"):
+            if not folder.is_dir():
+                problems.append(f"folder {folder} is missing")
+                continue
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and path.resolve() not in known:
+                    if segio.temp_file_owner(path) is not None:
+                        continue  # a write in progress in another process
+                    problems.append(f"orphan file {path}: no case or reading of the study refers to it")
+        return problems
+
+    # ---- summary ---------------------------------------------------------------------------
+
+    def summary(self, *, now=None) -> dict:
+        """Counts for ``qsmrepro study status``: cases, observers, readings per observer and round."""
+        when = _utc(now)
+        cases = self.cases()
+        result = {
+            "study": str(self.root),
+            "washout_days": self.washout_days,
+            "seed": self.seed,
+            "readings_per_observer": self.readings_per_observer,
+            "cases": len(cases),
+            "cases_by_lesion_type": {t: sum(c.lesion_type == t for c in cases) for t in LESION_TYPES},
+            "observers": {},
+        }
+        for observer in self.observers():
+            done = {r: 0 for r in range(1, self.readings_per_observer + 1)}
+            for row in self._db.execute(
+                "SELECT reading, COUNT(*) FROM readings WHERE observer_id = ? AND status = 'finished' GROUP BY reading",
+                (observer,),
+            ):
+                done[int(row[0])] = int(row[1])
+            waiting = []
+            for case in cases:
+                number = self._next_reading_number(case.case_id, observer)
+                if 1 < number <= self.readings_per_observer:
+                    opens = self.washout_opens(case.case_id, observer, number)
+                    if opens is not None and opens > when:
+                        waiting.append(opens)
+            result["observers"][observer] = {
+                "finished_by_reading": done,
+                "open_sessions": len(self.open_sessions(observer)),
+                "waiting_for_washout": len(waiting),
+                "next_washout_ends": _iso(min(waiting)) if waiting else None,
+            }
+        return result
