@@ -1,0 +1,301 @@
+"""Static checks of the Slicer extension that need no Slicer: build files, catalog entry, .ui, module source.
+
+The module file cannot be imported outside Slicer (it needs qt and the application), so it is checked
+with ``ast``; the .ui with ``xml.etree``; CMake files as text. The expectations come from how Slicer
+loads a scripted module (every top-level .py of a module folder is loaded as a module; widgets bound
+by the ``SlicerParameterName`` property to fields of the ``@parameterNodeWrapper`` class), from the
+extensions catalog schema, and from the library's own constants.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO / "QSMReproducibility"
+MODULE_PY = MODULE_DIR / "QSMReproducibility.py"
+MRML_PACKAGE = MODULE_DIR / "QSMReproducibilityMRML"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "QSMReproducibility.ui"
+CATALOG = REPO / "QSMReproducibility.json"
+
+# What Slicer's Python ships besides the standard library (no pip install needed).
+SLICER_SHIPPED = {"slicer", "vtk", "qt", "ctk", "numpy", "SampleData", "QSMReproducibilityMRML"}
+MRML_ALLOWED = {"slicer", "vtk", "numpy"}
+
+# Properties of slicer-extension-catalog-entry-schema-v1.0.2.json (Slicer/ExtensionsIndex, schemas/).
+CATALOG_PROPERTIES = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+                      "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+
+
+@pytest.fixture(scope="module")
+def module_tree() -> ast.Module:
+    return ast.parse(MODULE_PY.read_text(encoding="utf-8"), filename=str(MODULE_PY))
+
+
+@pytest.fixture(scope="module")
+def ui_root() -> ET.Element:
+    return ET.parse(UI_FILE).getroot()
+
+
+def _widgets(ui_root) -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ui_root.iter("widget")}
+
+
+def _parameter_bindings(ui_root) -> dict[str, ET.Element]:
+    bindings = {}
+    for widget in ui_root.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bindings[prop.findtext("string")] = widget
+    return bindings
+
+
+def _parameter_fields(tree: ast.Module) -> dict[str, ast.expr]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+            (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list
+        ):
+            return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in QSMReproducibility.py")
+
+
+def _module_constants(tree: ast.Module) -> dict[str, object]:
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return constants
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _cmake_list(text: str, variable: str) -> list[str]:
+    match = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S)
+    assert match, f"{variable} not set"
+    return match.group(1).split()
+
+
+# ---------------------------------------------------------------------------------------------------
+# .ui
+
+
+def test_ui_is_qt_designer_xml_with_a_qmrmlwidget_root(ui_root):
+    assert ui_root.tag == "ui"
+    top = ui_root.find("widget")
+    assert top is not None and top.get("class") == "qMRMLWidget" and top.get("name") == "QSMReproducibility"
+    sections = [w.get("name") for w in top.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
+    assert sections == ["studyCollapsibleButton", "inputCollapsibleButton", "reconstructionCollapsibleButton",
+                        "readingCollapsibleButton", "exportCollapsibleButton"]
+
+
+def test_widget_names_are_unique_and_custom_classes_declared(ui_root):
+    names = [w.get("name") for w in ui_root.iter("widget")]
+    assert len(names) == len(set(names))
+    declared = {c.findtext("class") for c in ui_root.iter("customwidget")}
+    used = {w.get("class") for w in ui_root.iter("widget")}
+    assert {c for c in used if c.startswith(("ctk", "qMRML", "qSlicer"))} <= declared
+
+
+def test_every_mrml_combobox_receives_the_scene(ui_root):
+    combos = {w.get("name") for w in ui_root.iter("widget") if w.get("class") == "qMRMLNodeComboBox"}
+    connected = {c.findtext("receiver") for c in ui_root.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
+    assert combos and combos <= connected
+
+
+def test_every_ui_attribute_used_by_the_module_exists_in_the_ui(module_tree, ui_root):
+    used = {
+        node.attr for node in ast.walk(module_tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
+    }
+    assert used, "the widget does not use self.ui"
+    missing = used - set(_widgets(ui_root))
+    assert not missing, f"self.ui names missing from the .ui: {sorted(missing)}"
+
+
+def test_parameter_names_in_the_ui_are_exactly_the_wrapper_fields(module_tree, ui_root):
+    fields = _parameter_fields(module_tree)
+    bindings = _parameter_bindings(ui_root)
+    assert set(bindings) - set(fields) == set(), "SlicerParameterName without a parameter-node field"
+    assert set(fields) - set(bindings) == set(), "parameter-node field without a widget"
+
+
+# Which widget classes slicer.parameterNodeWrapper.guiConnectors can bind to which field types.
+_CONNECTABLE = {
+    "ctkPathLineEdit": lambda a: "pathlib.Path" in a,
+    "QLineEdit": lambda a: a == "str",
+    "QComboBox": lambda a: a.startswith("Annotated[str, Choice("),
+    "QSpinBox": lambda a: a.startswith(("int", "Annotated[int")),
+    "QDoubleSpinBox": lambda a: a.startswith(("float", "Annotated[float")),
+    "qMRMLNodeComboBox": lambda a: a.startswith("vtkMRML"),
+    "QCheckBox": lambda a: a == "bool",
+}
+
+
+def test_each_bound_widget_can_represent_its_field_type(module_tree, ui_root):
+    fields = _parameter_fields(module_tree)
+    for name, widget in _parameter_bindings(ui_root).items():
+        annotation = ast.unparse(fields[name])
+        check = _CONNECTABLE.get(widget.get("class"))
+        assert check is not None, f"{name}: no parameter-node connector for {widget.get('class')}"
+        assert check(annotation), f"{name}: {widget.get('class')} cannot hold {annotation}"
+
+
+def test_node_comboboxes_offer_the_node_class_of_their_field(module_tree, ui_root):
+    fields = _parameter_fields(module_tree)
+    for name, widget in _parameter_bindings(ui_root).items():
+        if widget.get("class") != "qMRMLNodeComboBox":
+            continue
+        types = [s.text for p in widget.findall("property") if p.get("name") == "nodeTypes" for s in p.iter("string")]
+        assert types == [ast.unparse(fields[name])]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Module source
+
+
+def test_module_defines_the_scripted_module_classes(module_tree):
+    classes = {node.name: node for node in module_tree.body if isinstance(node, ast.ClassDef)}
+    for name, base in (("QSMReproducibility", "ScriptedLoadableModule"),
+                       ("QSMReproducibilityWidget", "ScriptedLoadableModuleWidget"),
+                       ("QSMReproducibilityLogic", "ScriptedLoadableModuleLogic"),
+                       ("QSMReproducibilityTest", "ScriptedLoadableModuleTest")):
+        assert name in classes
+        assert base in {ast.unparse(b) for b in classes[name].bases}
+    test_methods = {n.name for n in classes["QSMReproducibilityTest"].body if isinstance(n, ast.FunctionDef)}
+    assert {"runTest", "setUp"} <= test_methods and any(m.startswith("test_") for m in test_methods)
+
+
+def test_module_imports_at_top_level_only_what_slicer_ships(module_tree):
+    imported = _top_level_imports(module_tree)
+    stdlib = set(sys.stdlib_module_names)
+    extra = imported - stdlib - SLICER_SHIPPED
+    assert not extra, f"top-level imports that Slicer does not ship: {sorted(extra)} (import them where used)"
+
+
+def test_mrml_glue_imports_only_vtk_numpy_and_slicer():
+    for path in sorted(MRML_PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        extra = _top_level_imports(tree) - set(sys.stdlib_module_names) - MRML_ALLOWED
+        assert not extra, f"{path.name}: {sorted(extra)}"
+        nested = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+        nested |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in nested if m.split(".")[0] in {"qt", "ctk", "QSMReproducibilityLib"}}
+
+
+def test_choices_match_the_library(module_tree):
+    constants = _module_constants(module_tree)
+    pipeline = pytest.importorskip("QSMReproducibilityLib.recon.pipeline")
+    segio = pytest.importorskip("QSMReproducibilityLib.segio")
+    assert constants["RECON_METHODS"] == list(pipeline.METHODS)
+    assert constants["UNWRAP_METHODS"] == list(pipeline.UNWRAP_METHODS)
+    assert constants["LESION_TYPES"] == list(segio.LESION_TYPES)
+    assert constants["ICC_FORMS"][0] == "A,1"  # the study's ICC form
+    assert set(constants["ICC_FORMS"]) == {"1,1", "A,1", "C,1", "1,k", "A,k", "C,k"}
+
+
+def test_only_the_module_file_sits_at_the_top_of_the_module_folder():
+    # Slicer loads every top-level .py of a module folder as a scripted module of that name.
+    assert sorted(p.name for p in MODULE_DIR.glob("*.py")) == ["QSMReproducibility.py"]
+
+
+def test_requirements_leave_out_what_slicer_or_slicerradiomics_provide():
+    lines = (MODULE_DIR / "Resources" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    names = {re.split(r"[<>=!~ ]", line.strip())[0].lower() for line in lines
+             if line.strip() and not line.startswith("#")}
+    assert {"nibabel", "pandas", "pynrrd"} <= names
+    assert not names & {"numpy", "scipy", "simpleitk", "pyradiomics", "vtk"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Build files and catalog
+
+
+def test_module_cmakelists_lists_every_script_and_resource():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "set(MODULE_NAME QSMReproducibility)" in text
+    scripts = {s.replace("${MODULE_NAME}", "QSMReproducibility") for s in _cmake_list(text, "MODULE_PYTHON_SCRIPTS")}
+    resources = {s.replace("${MODULE_NAME}", "QSMReproducibility")
+                 for s in _cmake_list(text, "MODULE_PYTHON_RESOURCES")}
+    on_disk_scripts = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py")
+                       if "Testing" not in p.parts and "__pycache__" not in p.parts}
+    on_disk_resources = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*")
+                         if p.is_file()}
+    assert scripts == on_disk_scripts
+    assert resources == on_disk_resources
+    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS.*\)", text, re.S)
+    assert re.search(r"if\(BUILD_TESTING\).*slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\).*endif",
+                     text, re.S)
+
+
+def test_extension_cmakelists_has_metadata_dependency_and_library_install():
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert re.search(rf'set\(EXTENSION_{field} "[^"]+"\)', text), field
+    assert re.search(r'set\(EXTENSION_CATEGORY "Quantification"\)', text)
+    assert re.search(r'set\(EXTENSION_DEPENDS "[^"]*\bSlicerRadiomics\b[^"]*"\)', text)
+    order = [text.index(s) for s in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                                     "add_subdirectory(QSMReproducibility)",
+                                     "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                                     "include(${Slicer_EXTENSION_CPACK})")]
+    assert order == sorted(order)
+    install = re.search(r"install\(DIRECTORY (\S+)(.*?)\)\n", text, re.S)
+    assert install and install.group(1) in ("${QSMREPRO_LIB_DIR}", "${CMAKE_CURRENT_SOURCE_DIR}/QSMReproducibilityLib")
+    assert "DESTINATION ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}" in install.group(2)
+    assert 'PATTERN "__pycache__" EXCLUDE' in install.group(2)
+    for resource in re.findall(r"\$\{CMAKE_CURRENT_SOURCE_DIR\}/(Resources/\S+)", text):
+        assert (REPO / resource).exists(), f"{resource} is installed but missing"
+    assert (REPO / "Resources" / "Icons" / "QSMReproducibility.png").exists()
+
+
+def test_catalog_entry_follows_the_extensions_index_schema():
+    entry = json.loads(CATALOG.read_text(encoding="utf-8"))
+    assert CATALOG_REQUIRED <= set(entry) <= CATALOG_PROPERTIES
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert entry["category"] == "Quantification"
+    assert entry["build_dependencies"] == ["SlicerRadiomics"]
+    assert entry["scm_url"].startswith("https://") and entry["scm_revision"]
+    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+
+
+def test_icons_are_128_pixel_pngs():
+    for path in (MODULE_DIR / "Resources" / "Icons" / "QSMReproducibility.png",
+                 REPO / "Resources" / "Icons" / "QSMReproducibility.png"):
+        header = path.read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(header[16:20], "big") == int.from_bytes(header[20:24], "big") == 128
+
+
+def test_reading_segment_terminology_resolves_in_the_extension_terminology_file():
+    segio = pytest.importorskip("QSMReproducibilityLib.segio")
+    terminology = json.loads((REPO / "Resources" / "QSMReproducibility.term.json").read_text(encoding="utf-8"))
+    codes = {(category["CodeValue"], kind["CodeValue"])
+             for category in terminology["SegmentationCodes"]["Category"] for kind in category["Type"]}
+    tags = segio.reading_tags(observer="obsA", reading=1, case_id="VA-1", session_uid="u-1", status="started")
+    specs = [segio.lesion_segment(side, lesion_type, tags) for side in segio.SIDES for lesion_type in segio.LESION_TYPES]
+    specs.append(segio.csf_segment(tags))
+    for spec in specs:
+        # Slicer's entry string: context~category~type~type modifier~anatomic context~region~region modifier
+        context, category, kind = spec.terminology.split("~")[:3]
+        assert context == terminology["SegmentationCategoryTypeContextName"]
+        assert (category.split("^")[1], kind.split("^")[1]) in codes, spec.segment_id
