@@ -30,10 +30,10 @@ MIN_GREY_LEVELS, MAX_GREY_LEVELS = 3, 64
 
 def default_params_path() -> Path:
     """``Resources/QSMRadiomics.yaml`` of the source tree or of the installed extension."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "Resources" / "QSMRadiomics.yaml", here / "Resources" / "QSMRadiomics.yaml"):
-        if candidate.exists():
-            return candidate
+    # Source tree: <repo>/Resources; installed extension: qt-scripted-modules/Resources (see CMakeLists.txt).
+    candidate = Path(__file__).resolve().parent.parent / "Resources" / "QSMRadiomics.yaml"
+    if candidate.exists():
+        return candidate
     raise RadiomicsError("the radiomics parameter file Resources/QSMRadiomics.yaml was not found; pass --params")
 
 
