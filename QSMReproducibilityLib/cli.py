@@ -13,34 +13,15 @@ from pathlib import Path
 
 from . import __version__
 from .errors import Cancelled, QSMReproError
-
-
-def _progress_bar(desc: str):
-    """A tqdm bar on stderr driven by the library's progress(fraction, message) callbacks."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=1000, desc=desc, unit="‰", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-               file=sys.stderr, disable=None)
-
-    def callback(fraction: float, message: str):
-        bar.n = int(round(fraction * 1000))
-        bar.set_postfix_str(message[:50], refresh=False)
-        bar.refresh()
-        return True
-
-    callback.close = bar.close
-    return callback
+from .progress import ConsoleProgress
 
 
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    bar = _progress_bar("demo")
-    try:
+    with ConsoleProgress("demo") as bar:
         outputs = run_demo(args.output, n_cases=args.cases, seed=args.seed, method=args.method,
                            workers=args.workers, progress=bar)
-    finally:
-        bar.close()
     print(f"Report: {Path(outputs['report_html']).resolve()}")
     print(f"Features: {Path(outputs['features']).resolve()}")
     print(f"Study store: {Path(outputs['study']).resolve()}")
@@ -51,15 +32,12 @@ def _cmd_reconstruct(args) -> int:
     from .recon.pipeline import ReconParams, reconstruct_path
 
     params = ReconParams(method=args.method, unwrap=args.unwrap, mask_index=args.mask_index)
-    bar = _progress_bar("reconstruct")
-    try:
+    with ConsoleProgress("reconstruct") as bar:
         result = reconstruct_path(
             args.input, args.output, mask_out=args.save_mask, field_out=args.save_field,
             magnitude=args.magnitude, phase=args.phase, te_s=args.te, b0_tesla=args.b0, params=params,
             user_mask_path=args.mask, progress=bar,
         )
-    finally:
-        bar.close()
     for note in result.notes:
         print(note)
     print(f"QSM (ppm): {Path(args.output).resolve()}  [{result.seconds['total']:.1f} s]")

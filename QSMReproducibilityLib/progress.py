@@ -32,3 +32,30 @@ def sub_progress(progress: ProgressCallback | None, start: float, stop: float) -
         return progress(start + (stop - start) * fraction, message)
 
     return _sub
+
+
+class ConsoleProgress:
+    """A progress bar on stderr (tqdm) that is a :data:`ProgressCallback`; use as a context manager."""
+
+    def __init__(self, desc: str):
+        import sys
+
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, desc=desc, file=sys.stderr, disable=None,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+
+    def __call__(self, fraction: float, message: str) -> bool:
+        self._bar.n = int(round(fraction * 1000))
+        self._bar.set_postfix_str(message[:50], refresh=False)
+        self._bar.refresh()
+        return True
+
+    def close(self) -> None:
+        self._bar.close()
+
+    def __enter__(self) -> "ConsoleProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

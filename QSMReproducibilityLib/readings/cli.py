@@ -8,7 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError, ReadingError
+from ..errors import ReadingError
+from ..progress import ConsoleProgress
 from .store import LESION_TYPES, Study
 
 __all__ = ["add_cli"]
@@ -142,30 +143,19 @@ def _cmd_add_case(args) -> int:
             record = study.add_case(args.case_id, args.lesion_type, args.qsm, mask_path=args.mask,
                                     gre_reference=args.gre_reference, diagnosis=args.diagnosis)
         else:
-            try:
-                from ..recon.pipeline import reconstruct_path
-            except ImportError as exc:
-                raise InputError(f"QSM reconstruction is not available in this installation ({exc}); "
-                                 "pass an existing map with --qsm") from exc
+            from ..recon.pipeline import reconstruct_path
+
             with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
                 qsm = Path(work) / "qsm.nii.gz"
                 mask = Path(work) / "mask.nii.gz"
-                reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, method=args.method,
-                                 progress=_stderr_progress(f"reconstructing {args.case_id}"))
-                print(file=sys.stderr)
+                with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
+                    reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, method=args.method,
+                                     user_mask_path=args.mask, progress=bar)
                 record = study.add_case(args.case_id, args.lesion_type, qsm,
                                         mask_path=args.mask or (mask if mask.exists() else None),
                                         gre_reference=args.gre_reference, diagnosis=args.diagnosis)
     print(f"case {record.case_id} ({record.lesion_type}) added: {record.qsm_path}")
     return 0
-
-
-def _stderr_progress(label: str):
-    def callback(fraction: float, message: str):
-        print(f"\r{label}: {100 * fraction:5.1f}% {message[:60]:<60}", end="", file=sys.stderr, flush=True)
-        return True
-
-    return callback
 
 
 def _cmd_start(args) -> int:
