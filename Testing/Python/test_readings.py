@@ -488,7 +488,8 @@ def test_cli_study_workflow(tmp_path, qsm_file, capsys, monkeypatch):
 
     calls = []
 
-    def fake_reconstruct(input_path, qsm_out, *, mask_out=None, te_s=None, method="star", progress=None):
+    def fake_reconstruct(input_path, qsm_out, *, mask_out=None, te_s=None, method="star", user_mask_path=None,
+                         progress=None):
         calls.append((Path(input_path), method))
         nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.float32), qsm_affine()), qsm_out)
 
