@@ -5,13 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv browser clean
+.PHONY: demo test venv browser pyradiomics-data clean
 
 demo: $(STAMP)
 	$(VENV)/bin/qsmrepro demo -o demo-output
 	@echo "Report: $(CURDIR)/demo-output/report.html"
 
-test: $(STAMP) browser
+test: $(STAMP) browser pyradiomics-data
 	$(PY) -m pytest
 
 venv: $(STAMP)
@@ -30,6 +30,14 @@ $(STAMP): pyproject.toml
 # test is skipped with its reason.
 browser:
 	@bash Testing/install_chromium.sh
+
+# PyRadiomics' published baseline (data/ of its 3.0.1 sdist) for Testing/Python/test_radiomics.py. Its
+# metadata step imports numpy, hence no build isolation. Never fails the build: without it the test is skipped.
+pyradiomics-data: $(STAMP)
+	@test -f $(VENV)/pyradiomics-sdist/pyradiomics-3.0.1.tar.gz \
+	  || $(PIP) download --quiet --no-deps --no-binary :all: --no-build-isolation pyradiomics==3.0.1 \
+	       -d $(VENV)/pyradiomics-sdist \
+	  || echo "PyRadiomics' sdist could not be downloaded; its baseline test will be skipped."
 
 clean:
 	rm -rf $(VENV) demo-output
