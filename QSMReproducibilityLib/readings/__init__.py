@@ -5,6 +5,6 @@ See :mod:`QSMReproducibilityLib.readings.store` for the folder layout and the ru
 """
 
 from .cli import add_cli
-from .store import DB_NAME, CaseRecord, ReadingRecord, ReadingSession, Study
+from .store import DB_NAME, CaseRecord, ReadingRecord, ReadingSession, Study, gre_fingerprint
 
-__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "add_cli"]
+__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "gre_fingerprint", "add_cli"]

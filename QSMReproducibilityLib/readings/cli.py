@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import ReadingError
+from ..errors import QSMReproError, ReadingError
 from ..progress import ConsoleProgress
-from .store import LESION_TYPES, Study
+from .store import DB_NAME, LESION_TYPES, Study, _one_line
 
 __all__ = ["add_cli"]
 
@@ -38,13 +40,19 @@ def add_cli(subparsers) -> None:
     p.add_argument("--case-id", required=True)
     p.add_argument("--lesion-type", required=True, choices=LESION_TYPES)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("input", nargs="?", help="BIDS anat folder, 4-D NIfTI or DICOM folder to reconstruct")
+    source.add_argument("input", nargs="?", help="BIDS anat folder or DICOM folder to reconstruct")
     source.add_argument("--qsm", help="an existing QSM map (NIfTI, ppm)")
-    p.add_argument("--mask", help="brain mask on the QSM grid (NIfTI)")
+    p.add_argument("--mask", help="the chosen brain mask on the QSM grid (NIfTI); with INPUT it replaces the "
+                                  "candidate masks")
+    p.add_argument("--mask-index", type=int,
+                   help="with INPUT: which of the candidate brain masks to use (default: the pipeline's choice)")
     p.add_argument("--method", default="star", help="QSM method when reconstructing INPUT (default star)")
     p.add_argument("--te", type=float, nargs="+", help="echo times in seconds when reconstructing INPUT")
     p.add_argument("--diagnosis", help="free text, stored as given")
-    p.add_argument("--gre-reference", help="reference of the GRE series (e.g. accession number), stored as given")
+    p.add_argument("--gre-reference",
+                   help="where the GRE series is kept (free text, stored as given); with INPUT the SHA-256 "
+                        "fingerprint of its files is recorded as well, never its path")
+    p.add_argument("--patient-name", help="stored only when given; shown only by 'export --with-identifiers'")
 
     p = _command(sub, "start-reading", _cmd_start,
                  "open a reading session (next case of the randomised order by default)")
@@ -80,13 +88,41 @@ def add_cli(subparsers) -> None:
     p = _command(sub, "export", _cmd_export, "radiomics features of all finished readings (long table)")
     p.add_argument("-o", "--output", required=True, help="FEATURES.csv")
     p.add_argument("--params", help="PyRadiomics parameter file")
+    p.add_argument("--with-identifiers", action="store_true",
+                   help="add the patient name and GRE reference of each case (needs --reason; audited)")
+    p.add_argument("--reason", help="why identifiers are exported (required with --with-identifiers)")
 
 
 def _command(sub, name: str, handler, help_text: str, *, dir_help: str = "study folder"):
     parser = sub.add_parser(name, help=help_text)
     parser.add_argument("dir", help=dir_help)
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=_guarded(handler))
     return parser
+
+
+def _guarded(handler):
+    """Every failure of a study command as one project error on one line (the CLI prints it, exit 2).
+
+    Database and file-system errors (a locked or read-only study, a full disk) become
+    :class:`ReadingError` naming the study, instead of a traceback.
+    """
+
+    @functools.wraps(handler)
+    def run(args) -> int:
+        try:
+            return handler(args)
+        except QSMReproError as exc:
+            text = _one_line(exc)
+            if text == str(exc):
+                raise
+            raise type(exc)(text) from exc
+        except sqlite3.Error as exc:
+            raise ReadingError(f"study database {Path(args.dir) / DB_NAME}: {_one_line(exc)}") from exc
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise ReadingError(f"{where}{_one_line(exc.strerror or exc)}") from exc
+
+    return run
 
 
 def _observer_and_case(parser, *, case_help: str | None = None) -> None:
@@ -139,23 +175,42 @@ def _cmd_add_observer(args) -> int:
 
 def _cmd_add_case(args) -> int:
     with Study.open(args.dir) as study:
+        study.check_new_case(args.case_id, args.lesion_type)  # before minutes of reconstruction
         if args.qsm:
             record = study.add_case(args.case_id, args.lesion_type, args.qsm, mask_path=args.mask,
-                                    gre_reference=args.gre_reference, diagnosis=args.diagnosis)
+                                    gre_reference=args.gre_reference, diagnosis=args.diagnosis,
+                                    patient_name=args.patient_name)
         else:
-            from ..recon.pipeline import reconstruct_path
-
-            with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
-                qsm = Path(work) / "qsm.nii.gz"
-                mask = Path(work) / "mask.nii.gz"
-                with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
-                    reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, method=args.method,
-                                     user_mask_path=args.mask, progress=bar)
-                record = study.add_case(args.case_id, args.lesion_type, qsm,
-                                        mask_path=args.mask or (mask if mask.exists() else None),
-                                        gre_reference=args.gre_reference, diagnosis=args.diagnosis)
+            record = _reconstruct_and_add(study, args)
     print(f"case {record.case_id} ({record.lesion_type}) added: {record.qsm_path}")
     return 0
+
+
+def _reconstruct_and_add(study: Study, args):
+    """Reconstruct INPUT and add the case with its QSM, the chosen brain mask and a GRE fingerprint."""
+    from ..io import save_nifti
+    from ..recon.pipeline import ReconParams, reconstruct_path
+
+    params = ReconParams(method=args.method, mask_index=args.mask_index)
+    with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
+        qsm = Path(work) / "qsm.nii.gz"
+        with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
+            result = reconstruct_path(args.input, qsm, te_s=args.te, params=params, user_mask_path=args.mask,
+                                      progress=bar)
+        if args.mask:
+            mask, chosen = Path(args.mask), "user-supplied mask"
+        else:
+            # The chosen candidate (the study's "one of nine masks, picked by eye"), not the mask
+            # V-SHARP erodes it to.
+            index = result.mask_index
+            mask = save_nifti(Path(work) / "mask.nii.gz", result.candidates.masks[index].astype("uint8"),
+                              result.affine, description="chosen brain mask")
+            chosen = f"candidate {index} (threshold fraction {result.candidates.fractions[index]:.2f})"
+        details = {"method": result.params.method, "unwrap": result.params.unwrap, "mask": chosen,
+                   "notes": list(result.notes)}
+        return study.add_case(args.case_id, args.lesion_type, qsm, mask_path=mask, gre_reference=args.gre_reference,
+                              gre_input=args.input, reconstruction=details, diagnosis=args.diagnosis,
+                              patient_name=args.patient_name)
 
 
 def _cmd_start(args) -> int:
@@ -175,11 +230,8 @@ def _cmd_amend(args) -> int:
 
 def _cmd_finish(args) -> int:
     with Study.open(args.dir) as study:
-        sessions = [s for s in study.open_sessions(args.observer) if s.case_id == args.case_id]
-        if not sessions:
-            raise ReadingError(f"observer {args.observer} has no open reading of case {args.case_id}; "
-                               "start one with 'qsmrepro study start-reading'")
-        record = study.finish_reading(sessions[0].session_uid, args.segmentation)
+        session = study.open_session(args.observer, args.case_id)
+        record = study.finish_reading(session.session_uid, args.segmentation)
     print(f"case {record.case_id}, observer {record.observer}, reading {record.reading} finished "
           f"{record.finished_at}: {record.segmentation_path} (sha256 {record.checksum[:12]}...)")
     return 0
@@ -232,12 +284,18 @@ def _cmd_export(args) -> int:
     from ..radiomics import extract_readings
     from ..segio import atomic_output
 
+    if args.with_identifiers and not (args.reason or "").strip():
+        raise ReadingError("--with-identifiers needs --reason (it is written to the study's audit log)")
     with Study.open(args.dir) as study:
         readings = study.readings()
         if not readings:
             raise ReadingError(f"the study {study.root} has no finished readings to export")
         kwargs = {"params_path": args.params} if args.params else {}
         table = extract_readings(readings, **kwargs)
+        if args.with_identifiers:
+            identifiers = study.identifiers(purpose=args.reason)
+            for column in ("patient_name", "gre_reference"):
+                table[column] = table["case_id"].map(lambda case_id: identifiers[case_id][column])
     output = Path(args.output)
     with atomic_output(output) as tmp:
         table.to_csv(tmp, index=False)

@@ -5,9 +5,12 @@ Layout of a study folder::
     study.sqlite                                  settings, cases, observers, readings,
                                                   reading_order, audit_log
     cases/<case_id>/qsm.nii.gz                    QSM map (ppm) every observer reads
-    cases/<case_id>/mask.nii.gz                   brain mask (optional)
+    cases/<case_id>/mask.nii.gz                   the brain mask chosen for the case (optional)
     readings/<case_id>/<observer>_r<N>.seg.nrrd   one segmentation per observer x reading
     readings/<case_id>/<observer>_r<N>_amend<K>.seg.nrrd   corrections of a finished reading
+
+The GRE input of a case is not copied: ``cases.gre_reference`` holds a reference to it (free text
+given by the site and, for a case reconstructed here, the :func:`gre_fingerprint` of its files).
 
 Rules enforced here (the study design of the paper: two observers, two readings each, at least two
 months apart, blinded to the other readings):
@@ -25,7 +28,9 @@ months apart, blinded to the other readings):
   that refers to it is committed in an SQLite transaction, so an interrupted process leaves either
   the old or the new state; :meth:`Study.verify` reports any file no row refers to.
 * Timestamps are ISO-8601 UTC (``2024-03-01T09:30:00Z``). No patient name is stored unless given
-  explicitly; source paths of the imported files are not stored.
+  explicitly, and it leaves the store only through :meth:`Study.identifiers`, which is audited.
+  Source paths are not stored, and the free-text fields and extensions of a QSM or mask NIfTI
+  header (where converters may leave names or a whole DICOM header) are dropped on the way in.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import numpy as np
 from ..errors import InputError, ReadingError
 from .. import segio
 
-__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME"]
+__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "gre_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -244,16 +249,73 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _one_line(text) -> str:
+    """A message on one line: the CLI prints every error as a single ``qsmrepro: error:`` line."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
+
+
+# Free-text NIfTI header fields; converters may put series descriptions or names there.
+_NIFTI_TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
+
+
 def _copy_nifti_gz(source: Path, destination: Path) -> None:
-    """Copy a NIfTI file to ``destination`` (``.nii.gz``) atomically, gzip-compressing if needed."""
+    """Copy a NIfTI image to ``destination`` (``.nii.gz``) atomically, without identifying text.
+
+    The voxel data and the geometry are copied byte for byte; the free-text header fields and the
+    header extensions (which may carry a whole DICOM header, ``ecode`` 2) are dropped, so that no
+    patient name or DICOM identifier of the source reaches the study folder.
+    """
+    import nibabel as nib
+
+    image = nib.load(str(source))
     with segio.atomic_output(destination) as tmp:
-        with open(source, "rb") as src:
-            if source.name.lower().endswith(".gz"):
-                with open(tmp, "wb") as dst:
+        if isinstance(image.header, nib.Nifti1Header) and image.header.is_single:  # NIfTI-1/-2 single files
+            # The header as stored in the file (a loaded image's header no longer holds the data offset).
+            with nib.openers.ImageOpener(str(source), "rb") as src:
+                stored = type(image.header).from_fileobj(src)
+            data_offset = int(stored.get_data_offset())
+            clean = stored.copy()
+            clean.extensions.clear()
+            for name in _NIFTI_TEXT_FIELDS:
+                if name in clean.keys():
+                    clean[name] = b""
+            clean["vox_offset"] = 0  # set by write_to to the end of the header: the data follows directly
+            with gzip.open(tmp, "wb", compresslevel=6) as dst:
+                clean.write_to(dst)
+                with nib.openers.ImageOpener(str(source), "rb") as src:
+                    src.seek(data_offset)
                     shutil.copyfileobj(src, dst, 1 << 20)
-            else:
-                with gzip.open(tmp, "wb", compresslevel=6) as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+        else:  # a header/image pair or another format nibabel reads: store the scaled values
+            with gzip.open(tmp, "wb", compresslevel=6) as dst:
+                dst.write(nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine).to_bytes())
+
+
+def gre_fingerprint(path) -> str:
+    """A reference to the GRE input of a case that does not reveal who the patient is.
+
+    SHA-256 over the sorted SHA-256 digests of every file of ``path`` (a file, or a folder searched
+    recursively; hidden files are skipped). File names and locations do not enter, so the
+    fingerprint identifies the same files wherever they are copied, and neither a patient name in
+    a folder name nor a DICOM header is stored.
+
+    Returns
+    -------
+    str
+        ``"sha256:<64 hex digits> (<n> files)"``.
+    """
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = [p for p in sorted(path.rglob("*"))
+                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    else:
+        raise InputError(f"GRE input {path} does not exist")
+    if not files:
+        raise InputError(f"GRE input {path} holds no files")
+    digests = sorted(_sha256(f) for f in files)
+    combined = hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
+    return f"sha256:{combined} ({len(files)} file{'s' if len(files) != 1 else ''})"
 
 
 def _nifti_grid(path: Path, what: str) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -262,7 +324,7 @@ def _nifti_grid(path: Path, what: str) -> tuple[tuple[int, int, int], np.ndarray
     try:
         image = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"{what} {path} is not a readable NIfTI image: {exc}") from exc
+        raise InputError(f"{what} {path} is not a readable NIfTI image: {_one_line(exc)}") from exc
     shape = tuple(int(n) for n in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -363,7 +425,7 @@ class Study:
             study = cls(root, connection)
         except (sqlite3.DatabaseError, KeyError) as exc:
             connection.close()
-            raise InputError(f"{db_path} is not a readable study database: {exc}") from exc
+            raise InputError(f"{db_path} is not a readable study database: {_one_line(exc)}") from exc
         study._sweep_temporary_files()
         return study
 
@@ -430,9 +492,23 @@ class Study:
         """Registered observer IDs, sorted."""
         return [r[0] for r in self._db.execute("SELECT observer_id FROM observers ORDER BY observer_id")]
 
+    def check_new_case(self, case_id: str, lesion_type: str) -> None:
+        """Raise unless ``case_id`` is a valid ID not yet in the study and ``lesion_type`` is known.
+
+        Lets a caller refuse a case before spending minutes reconstructing it.
+        """
+        _check_id(case_id, "case ID")
+        if lesion_type not in LESION_TYPES:
+            raise InputError(
+                f"case {case_id}: lesion type must be one of {', '.join(LESION_TYPES)}, got {lesion_type!r}"
+            )
+        if self._db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
+            raise ReadingError(f"case {case_id} is already in the study {self.root}")
+
     def add_case(self, case_id: str, lesion_type: str, qsm_path, *, mask_path=None, gre_reference: str | None = None,
-                 diagnosis: str | None = None, patient_name: str | None = None) -> CaseRecord:
-        """Copy a case's QSM map (and brain mask) into the study.
+                 gre_input=None, reconstruction: dict | None = None, diagnosis: str | None = None,
+                 patient_name: str | None = None) -> CaseRecord:
+        """Copy a case's QSM map (and the brain mask chosen for it) into the study.
 
         Parameters
         ----------
@@ -440,19 +516,24 @@ class Study:
             Pseudonymous case identifier (letters, digits, ``.``, ``_``, ``-``).
         lesion_type : {"hematoma", "calcification"}
         qsm_path : path-like
-            3-D NIfTI QSM map in ppm; stored as ``cases/<case_id>/qsm.nii.gz``.
+            3-D NIfTI QSM map in ppm; stored as ``cases/<case_id>/qsm.nii.gz`` (voxels and geometry
+            byte for byte, free-text header fields and header extensions dropped).
         mask_path : path-like, optional
             Brain mask on the same grid; stored as ``cases/<case_id>/mask.nii.gz``.
-        gre_reference, diagnosis : str, optional
-            Free text stored as given (e.g. an accession number of the GRE series).
+        gre_reference : str, optional
+            Free text stored as given (e.g. where the GRE series is archived).
+        gre_input : path-like, optional
+            The GRE files the QSM map was reconstructed from; their :func:`gre_fingerprint` is
+            recorded in ``gre_reference`` (never their path, which may name the patient).
+        reconstruction : dict, optional
+            Reconstruction settings (method, chosen mask...), recorded in the audit log.
+        diagnosis : str, optional
+            Free text stored as given.
         patient_name : str, optional
-            Stored only when given explicitly.
+            Stored only when given explicitly; never shown by :meth:`summary` or in the readings,
+            only by :meth:`identifiers`.
         """
-        _check_id(case_id, "case ID")
-        if lesion_type not in LESION_TYPES:
-            raise InputError(
-                f"case {case_id}: lesion type must be one of {', '.join(LESION_TYPES)}, got {lesion_type!r}"
-            )
+        self.check_new_case(case_id, lesion_type)
         qsm_path = Path(qsm_path)
         shape, affine = _nifti_grid(qsm_path, f"case {case_id}: QSM map")
         if mask_path is not None:
@@ -460,12 +541,15 @@ class Study:
             mask_shape, mask_affine = _nifti_grid(mask_path, f"case {case_id}: mask")
             if mask_shape != shape or not np.allclose(mask_affine, affine, atol=_GRID_TOLERANCE_MM):
                 raise InputError(f"case {case_id}: mask {mask_path} is not on the grid of the QSM map {qsm_path}")
+        references = [text.strip() for text in (gre_reference,) if text and text.strip()]
+        if gre_input is not None:
+            references.append(f"GRE input {gre_fingerprint(gre_input)}")
+        reference = "; ".join(_one_line(text) for text in references) or None
         now = _iso(_utc(None))
         qsm_rel = f"cases/{case_id}/qsm.nii.gz"
         mask_rel = f"cases/{case_id}/mask.nii.gz" if mask_path is not None else None
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
-                raise ReadingError(f"case {case_id} is already in the study {self.root}")
+            self.check_new_case(case_id, lesion_type)
             _copy_nifti_gz(qsm_path, self.root / qsm_rel)
             qsm_sha = _sha256(self.root / qsm_rel)
             mask_sha = None
@@ -475,11 +559,29 @@ class Study:
             db.execute(
                 "INSERT INTO cases(case_id, lesion_type, diagnosis, patient_name, qsm_file, qsm_sha256, mask_file, "
                 "mask_sha256, gre_reference, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (case_id, lesion_type, diagnosis, patient_name, qsm_rel, qsm_sha, mask_rel, mask_sha, gre_reference,
+                (case_id, lesion_type, diagnosis, patient_name, qsm_rel, qsm_sha, mask_rel, mask_sha, reference,
                  now),
             )
-            self._audit(now, "case_added", case_id=case_id, lesion_type=lesion_type, qsm_sha256=qsm_sha)
+            details = {"lesion_type": lesion_type, "qsm_sha256": qsm_sha}
+            if mask_sha:
+                details["mask_sha256"] = mask_sha
+            if reconstruction:
+                details["reconstruction"] = reconstruction
+            self._audit(now, "case_added", case_id=case_id, **details)
         return self.case(case_id)
+
+    def identifiers(self, *, purpose: str) -> dict[str, dict[str, str | None]]:
+        """Patient names and GRE references per case, for a user who explicitly asks for them.
+
+        The request is written to the audit log with its ``purpose``.
+        """
+        if not (purpose or "").strip():
+            raise ReadingError("exporting identifiers needs a purpose (it is written to the audit log)")
+        now = _iso(_utc(None))
+        with self._transaction() as db:
+            rows = db.execute("SELECT case_id, patient_name, gre_reference FROM cases ORDER BY case_id").fetchall()
+            self._audit(now, "identifiers_exported", reason=purpose.strip(), cases=len(rows))
+        return {r["case_id"]: {"patient_name": r["patient_name"], "gre_reference": r["gre_reference"]} for r in rows}
 
     def _case_record(self, row: sqlite3.Row) -> CaseRecord:
         return CaseRecord(
@@ -558,6 +660,37 @@ class Study:
             query += " AND observer_id = ?"
             params = (observer,)
         return [self._session(r) for r in self._db.execute(query + " ORDER BY id", params).fetchall()]
+
+    def open_session(self, observer: str, case_id: str) -> ReadingSession:
+        """The open reading session of ``observer`` on ``case_id``.
+
+        Raises
+        ------
+        ReadingError
+            Unknown observer or case, or no open session; when the observer's readings of the case
+            are finished the message says so (a finished reading is amended, not finished again).
+        """
+        self._require_observer(observer)
+        self.case(case_id)
+        row = self._db.execute(
+            "SELECT * FROM readings WHERE status = 'started' AND observer_id = ? AND case_id = ? ORDER BY id LIMIT 1",
+            (observer, case_id),
+        ).fetchone()
+        if row is not None:
+            return self._session(row)
+        last = self._db.execute(
+            "SELECT reading, finished_at FROM readings WHERE status = 'finished' AND observer_id = ? AND case_id = ? "
+            "ORDER BY reading DESC, id DESC LIMIT 1",
+            (observer, case_id),
+        ).fetchone()
+        if last is not None:
+            raise ReadingError(
+                f"case {case_id}, observer {observer}: reading {last['reading']} was already finished on "
+                f"{last['finished_at']} and no reading is open; a finished reading cannot be changed "
+                "(amend it with 'qsmrepro study amend-reading', or start the next one)"
+            )
+        raise ReadingError(f"observer {observer} has no open reading of case {case_id}; "
+                           "start one with 'qsmrepro study start-reading'")
 
     def audit_log(self) -> list[dict]:
         """The audit log, oldest first."""
@@ -911,12 +1044,12 @@ class Study:
         try:
             data = segio.read_seg_nrrd(path)
         except InputError as exc:
-            raise ReadingError(f"{where}: {exc}") from None
+            raise ReadingError(f"{where}: {_one_line(exc)}") from None
         shape, affine = _nifti_grid(case.qsm_path, f"case {case.case_id}: QSM map")
         try:
             masks = data.on_grid(shape, affine)
         except InputError as exc:
-            raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {exc}") from None
+            raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {_one_line(exc)}") from None
         ids = [s.segment_id for s in data.segments]
         unexpected = [i for i in ids if i not in _SEGMENT_IDS]
         if unexpected:

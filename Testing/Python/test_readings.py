@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -222,7 +221,11 @@ def test_reading_order_is_randomised_per_observer_and_round_and_reproducible(tmp
     assert b.start_reading("O1", now=T0).case_id == picked[0]   # same seed, same order
     assert b.start_reading("O2", now=T0).case_id == b.reading_order("O2", 1)[0]
     assert b.reading_order("O2", 1) != b.reading_order("O1", 1)
-    for st in (a, b):
+    c = make(tmp_path / "c", 8)
+    c.start_reading("O1", now=T0)
+    assert c.reading_order("O1", 1) != picked                   # another seed, another order
+    assert sorted(c.reading_order("O1", 1)) == sorted(picked)
+    for st in (a, b, c):
         st.close()
 
 
@@ -254,18 +257,32 @@ def test_finished_reading_is_immutable_and_amendment_keeps_original(study, tmp_p
     assert study.verify() == []
 
 
-def test_unknown_observer_or_case(study, tmp_path):
+def test_unknown_observer_or_case_is_refused_and_changes_nothing(study, tmp_path):
+    seg = write_reading(tmp_path / "x.seg.nrrd", case_id="c9", observer="O1", reading=1)
+    before = snapshot(study.root)
     with pytest.raises(ReadingError, match="observer 'O9' is not registered"):
         study.start_reading("O9", "c1", now=T0)
+    with pytest.raises(ReadingError, match="observer 'O9' is not registered"):
+        study.start_reading("O9", now=T0)
     with pytest.raises(ReadingError, match="case 'c9' is not in the study"):
         study.start_reading("O1", "c9", now=T0)
-    seg = write_reading(tmp_path / "x.seg.nrrd", case_id="c9", observer="O1", reading=1)
     with pytest.raises(ReadingError, match="case 'c9'"):
         study.import_reading("c9", "O1", 1, seg, started_at=T0, finished_at=T0 + DAY / 24)
+    with pytest.raises(ReadingError, match="observer 'O9' is not registered"):
+        study.import_reading("c1", "O9", 1, seg, started_at=T0, finished_at=T0 + DAY / 24)
+    with pytest.raises(ReadingError, match="observer 'O9' is not registered"):
+        study.open_session("O9", "c1")
+    with pytest.raises(ReadingError, match="case 'c9' is not in the study"):
+        study.open_session("O1", "c9")
+    with pytest.raises(ReadingError, match="no open reading of case c1"):
+        study.open_session("O1", "c1")
     with pytest.raises(ReadingError, match="no reading session"):
         study.finish_reading("0" * 32, seg)
+    with pytest.raises(ReadingError, match="case c1 is already in the study"):
+        study.add_case("c1", "hematoma", study.case("c2").qsm_path)
     with pytest.raises(InputError):
         study.add_observer("Dr. Smith / radiology")
+    assert snapshot(study.root) == before      # database bytes and every file unchanged
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,14 +353,18 @@ def test_verify_reports_orphans_tampering_and_missing_files(study, tmp_path):
     session = study.start_reading("O1", "c2", now=T0)
     record = study.finish_reading(session.session_uid, session_file(tmp_path, session),
                                   now=T0 + DAY / 24)
+    other = study.start_reading("O2", "c1", now=T0)
+    lost = study.finish_reading(other.session_uid, session_file(tmp_path, other), now=T0 + DAY / 24)
     assert study.verify() == []
+    lost.segmentation_path.unlink()                # a database row without its file
     orphan = study.root / "readings" / "c2" / "O2_r1.seg.nrrd"
     orphan.write_bytes(record.segmentation_path.read_bytes())
     with open(record.segmentation_path, "ab") as handle:
         handle.write(b"\0")
     (study.root / "cases" / "c3" / "qsm.nii.gz").unlink()
     problems = study.verify()
-    assert len(problems) == 3
+    assert len(problems) == 4
+    assert any("case c1, observer O2, reading 1: segmentation" in p and "is missing" in p for p in problems)
     assert any("orphan file" in p and "O2_r1.seg.nrrd" in p for p in problems)
     assert any("modified after the reading was finished" in p for p in problems)
     assert any("case c3: QSM map" in p and "missing" in p for p in problems)
@@ -356,6 +377,65 @@ def test_privacy_no_source_paths_or_names_stored(study, qsm_file):
     assert str(qsm_file.parent) not in text
     assert [c.case_id for c in study.cases()] == ["c1", "c2", "c3"]
     assert all(c.qsm_checksum == sha256(c.qsm_path) for c in study.cases())
+    assert "patient" not in json.dumps(study.summary()).lower()
+
+
+def test_stored_qsm_keeps_voxels_and_geometry_but_no_identifying_header_text(study, tmp_path):
+    import gzip
+
+    # int16 with a scale factor, a description and a DICOM header extension (ecode 2) naming the patient
+    raw = np.random.default_rng(2).integers(-3000, 3000, SHAPE).astype(np.int16)
+    image = nib.Nifti1Image(raw, qsm_affine())
+    image.header.set_slope_inter(1e-4, -0.01)
+    image.header["descrip"] = b"DOE^JANE 1951-02-03"
+    image.header["aux_file"] = b"ACC-445566"
+    image.header.extensions.append(nib.nifti1.Nifti1Extension(2, b"(0010,0010) PN DOE^JANE\0\0\0\0\0\0\0\0\0"))
+    source = tmp_path / "named.nii"
+    nib.save(image, source)
+    assert b"DOE^JANE" in source.read_bytes() and b"ACC-445566" in source.read_bytes()
+    record = study.add_case("c4", "hematoma", source)
+    stored_bytes = gzip.decompress(record.qsm_path.read_bytes())
+    assert b"DOE" not in stored_bytes and b"ACC-445566" not in stored_bytes
+    stored = nib.load(record.qsm_path)
+    original = nib.load(source)
+    assert stored.get_data_dtype() == np.int16 and len(stored.header.extensions) == 0
+    np.testing.assert_array_equal(np.asarray(stored.dataobj.get_unscaled()), raw)      # voxels byte for byte
+    np.testing.assert_array_equal(stored.get_fdata(), original.get_fdata())             # same scaling
+    np.testing.assert_array_equal(stored.affine, original.affine)
+    assert study.verify() == []
+
+
+def test_gre_fingerprint_identifies_files_not_their_names(tmp_path):
+    from QSMReproducibilityLib.readings.store import gre_fingerprint
+
+    first = tmp_path / "DOE_JANE" / "series"
+    first.mkdir(parents=True)
+    for n in range(3):
+        (first / f"IM{n:04d}.dcm").write_bytes(bytes([n]) * 100)
+    copy = tmp_path / "anonymous"
+    copy.mkdir()
+    for n in range(3):
+        (copy / f"slice-{9 - n}").write_bytes(bytes([n]) * 100)
+    digests = sorted(hashlib.sha256(bytes([n]) * 100).hexdigest() for n in range(3))
+    expected = f"sha256:{hashlib.sha256(chr(10).join(digests).encode()).hexdigest()} (3 files)"
+    assert gre_fingerprint(first) == gre_fingerprint(copy) == expected
+    (copy / "slice-9").write_bytes(b"\1" + bytes(99))
+    assert gre_fingerprint(copy) != expected
+    assert "DOE" not in gre_fingerprint(first)
+
+
+def test_identifiers_only_on_request_with_an_audited_purpose(study, qsm_file):
+    study.add_case("c5", "calcification", qsm_file, patient_name="DOE^JANE", gre_reference="PACS ACC-445566")
+    assert "DOE" not in repr(study.case("c5")) and "DOE" not in json.dumps(study.summary())
+    before = snapshot(study.root)
+    with pytest.raises(ReadingError, match="needs a purpose"):
+        study.identifiers(purpose=" ")
+    assert snapshot(study.root) == before
+    named = study.identifiers(purpose="registry linkage")
+    assert named["c5"] == {"patient_name": "DOE^JANE", "gre_reference": "PACS ACC-445566"}
+    assert named["c1"] == {"patient_name": None, "gre_reference": None}
+    entry = study.audit_log()[-1]
+    assert (entry["action"], entry["reason"]) == ("identifiers_exported", "registry linkage")
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,7 +443,7 @@ def test_privacy_no_source_paths_or_names_stored(study, qsm_file):
 
 _CHILD = r"""
 import sys
-import nibabel, nrrd  # imported before "ready" so that the kill delay covers the finish itself
+import nibabel, nrrd  # imported before "ready" so that both finishes start together on "go"
 from QSMReproducibilityLib.readings import Study
 study = Study.open(sys.argv[1])
 print("ready", flush=True)
@@ -393,53 +473,113 @@ def _many_sessions(tmp_path, qsm_file, n):
     return st, root, sessions
 
 
+def _forked_finish(root, session_uid, segmentation) -> tuple[int, int]:
+    """Fork a process that opens the study and finishes one reading; returns its pid and a pipe
+    from which the child's ``time.perf_counter()`` at the moment the reading was stored can be read.
+
+    Forking (instead of starting an interpreter) puts the kill window on the finish itself and
+    keeps thirty kills within a few seconds. The parent holds no open database connection here.
+    The child writes files as a slow disk would, in small flushed pieces, so that many kills land
+    while a segmentation file is half written.
+    """
+    done_read, done_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            import io
+
+            import nrrd
+
+            write = nrrd.write
+
+            def slow_write(handle, *args, **kwargs):
+                buffer = io.BytesIO()
+                write(buffer, *args, **kwargs)
+                data = buffer.getvalue()
+                for start in range(0, len(data), 256):
+                    handle.write(data[start:start + 256])
+                    handle.flush()
+                    time.sleep(0.001)
+
+            nrrd.write = slow_write
+            os.close(done_read)
+            study = Study.open(root)
+            study.finish_reading(session_uid, segmentation, now="2024-01-08T10:00:00Z")
+            study.close()
+            os.write(done_write, repr(time.perf_counter()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(done_write)
+    return pid, done_read
+
+
+def _exit_status(pid) -> int:
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_killed_finishes_leave_consistent_store(tmp_path, qsm_file):
-    n_kills = 20
-    st, root, sessions = _many_sessions(tmp_path, qsm_file, n_kills + 1)
+    n_kills = 30
+    st, root, sessions = _many_sessions(tmp_path, qsm_file, n_kills + 8)
     st.close()
+    # Calibrate: how long a whole finish takes in a child (median of three).
+    durations = []
+    for session, seg_file in sessions[n_kills:n_kills + 3]:
+        start = time.perf_counter()
+        pid, done = _forked_finish(root, session.session_uid, seg_file)
+        durations.append(float(os.read(done, 64)) - start)   # a monotonic clock shared by both processes
+        os.close(done)
+        assert _exit_status(pid) == 0
+    duration = sorted(durations)[1]
 
-    # Calibrate: how long a finish takes once the child is ready.
-    calibration, calibration_file = sessions[-1]
-    process = _child(root, calibration.session_uid, calibration_file)
-    start = time.perf_counter()
-    process.stdin.write("go\n")
-    process.stdin.flush()
-    assert process.stdout.readline().strip() == "done"
-    duration = time.perf_counter() - start
-    process.wait(timeout=30)
-
-    rng = random.Random(20240108)
+    spare = iter(sessions[n_kills + 3:])
+    # Kill times sweep from "at once" to 1.3 x the finish time, then longer waits if no kill has
+    # yet landed after the commit (a loaded machine).
+    delays = [1.3 * duration * i / (n_kills - 1) for i in range(n_kills)]
+    plan = list(zip(sessions[:n_kills], delays))
     outcomes = []
-    for session, seg_file in sessions[:n_kills]:
-        process = _child(root, session.session_uid, seg_file)
-        process.stdin.write("go\n")
-        process.stdin.flush()
-        time.sleep(rng.uniform(0.0, 1.2 * duration))
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    while plan:
+        (session, seg_file), delay = plan.pop(0)
+        pid, done = _forked_finish(root, session.session_uid, seg_file)
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        killed = _exit_status(pid) == -signal.SIGKILL
+        os.close(done)
         debris = sum(1 for p in root.rglob("*.tmp"))
 
-        study = Study.open(root)
-        assert study.verify() == [], f"after killing the finish of {session.case_id}"
+        study = Study.open(root)            # sweeps the killed writer's temporary file
+        assert study.verify() == [], f"after killing the finish of {session.case_id} at {1000 * delay:.1f} ms"
         row = next(r for r in study.history() if r.session_uid == session.session_uid)
         if row.status == "started":
-            outcomes.append("file stored, row not committed" if row.segmentation_path.exists() else "before")
+            stored = row.segmentation_path.exists()
+            outcomes.append("killed after the file, before the commit" if stored else "killed before the file")
+            assert row.checksum is None and row.finished_at is None
+            if stored:  # renamed into place whole: a complete segmentation, never a half file
+                np.testing.assert_array_equal(segio.read_seg_nrrd(row.segmentation_path).masks["lesion_right"],
+                                              lesion_mask())
+            record = study.finish_reading(session.session_uid, seg_file, now=T0 + DAY)   # the retry lands
+            assert sha256(record.segmentation_path) == record.checksum
         else:
-            outcomes.append(row.status)
+            assert row.status == "finished" and sha256(row.segmentation_path) == row.checksum
+            outcomes.append("killed after the commit" if killed else "finished before the kill")
         if debris:
             outcomes.append("temporary file swept")
-        if row.status == "finished":
-            assert sha256(row.segmentation_path) == row.checksum
-        else:
-            assert row.status == "started" and row.checksum is None
-            record = study.finish_reading(session.session_uid, seg_file, now=T0 + DAY)
-            assert sha256(record.segmentation_path) == record.checksum
         study.close()
+        if not plan and not any(o.startswith(("killed after the commit", "finished")) for o in outcomes):
+            extra = next(spare, None)
+            if extra is not None:
+                plan.append((extra, 2 * max(delay, duration)))
 
+    assert "killed before the file" in outcomes
+    assert any(o.startswith(("killed after the commit", "finished")) for o in outcomes)
     study = Study.open(root)
     assert study.verify() == []
     records = study.readings()
-    assert len(records) == n_kills + 1
+    finished = {r.session_uid for r in records}
+    assert {s.session_uid for s, _ in sessions[:n_kills]} <= finished
     for record in records:
         assert sha256(record.segmentation_path) == record.checksum
         np.testing.assert_array_equal(segio.read_seg_nrrd(record.segmentation_path).masks["lesion_right"],
@@ -448,7 +588,7 @@ def test_killed_finishes_leave_consistent_store(tmp_path, qsm_file):
     assert leftovers == []
     study.close()
     tally = ", ".join(f"{k}: {outcomes.count(k)}" for k in sorted(set(outcomes)))
-    print(f"finish took {1000 * duration:.0f} ms; kills: {tally}")
+    print(f"finish took {1000 * duration:.0f} ms; {n_kills} kills: {tally}")
 
 
 def test_two_processes_finish_different_readings_concurrently(tmp_path, qsm_file):
@@ -486,19 +626,8 @@ def test_cli_study_workflow(tmp_path, qsm_file, capsys, monkeypatch):
     assert _run(["study", "add-case", str(root), "--case-id", "c1", "--lesion-type", "hematoma",
                  "--qsm", str(qsm_file)]) == 0
 
-    calls = []
-
-    def fake_reconstruct(input_path, qsm_out, *, mask_out=None, te_s=None, method="star", user_mask_path=None,
-                         progress=None):
-        calls.append((Path(input_path), method))
-        nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.float32), qsm_affine()), qsm_out)
-
-    import QSMReproducibilityLib.recon.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "reconstruct_path", fake_reconstruct)
-    assert _run(["study", "add-case", str(root), str(tmp_path / "anat"), "--case-id", "c2",
-                 "--lesion-type", "calcification", "--method", "tkd"]) == 0
-    assert calls == [(tmp_path / "anat", "tkd")]
+    assert _run(["study", "add-case", str(root), "--case-id", "c2", "--lesion-type", "calcification",
+                 "--qsm", str(qsm_file)]) == 0
     capsys.readouterr()
 
     assert _run(["study", "start-reading", str(root), "--observer", "O1", "--case", "c1", "--json"]) == 0
@@ -509,10 +638,27 @@ def test_cli_study_workflow(tmp_path, qsm_file, capsys, monkeypatch):
                         session_uid=session["session_uid"])
     assert _run(["study", "finish-reading", str(root), "--observer", "O1", "--case", "c1",
                  "--segmentation", str(seg)]) == 0
-    with pytest.raises(ReadingError, match="no open reading"):
+    with pytest.raises(ReadingError, match="reading 1 was already finished on .* cannot be changed"):
         _run(["study", "finish-reading", str(root), "--observer", "O1", "--case", "c1", "--segmentation", str(seg)])
     with pytest.raises(ReadingError, match="wash-out"):
         _run(["study", "start-reading", str(root), "--observer", "O1", "--case", "c1"])
+    first_file = root / "readings" / "c1" / "O1_r1.seg.nrrd"
+    first_sha = sha256(first_file)
+    capsys.readouterr()
+    assert _run(["study", "amend-reading", str(root), "--observer", "O1", "--case", "c1", "--reading", "1",
+                 "--reason", "lesion extended into the next slice", "--json"]) == 0
+    amendment = json.loads(capsys.readouterr().out)
+    assert amendment["amendment"] and amendment["reading"] == 1 and "O1_r1.seg.nrrd" not in json.dumps(amendment)
+    fixed = write_reading(tmp_path / "fixed.seg.nrrd", case_id="c1", observer="O1", reading=1,
+                          session_uid=amendment["session_uid"], lesion=lesion_mask(shift=1))
+    assert _run(["study", "finish-reading", str(root), "--observer", "O1", "--case", "c1",
+                 "--segmentation", str(fixed)]) == 0
+    assert sha256(first_file) == first_sha                                 # the original stays as it was
+    with Study.open(root) as reopened:
+        current = [r for r in reopened.readings() if r.case_id == "c1"]
+        assert [(r.session_uid, r.amend_reason) for r in current] == \
+            [(amendment["session_uid"], "lesion extended into the next slice")]
+        assert [r.status for r in reopened.history() if r.case_id == "c1"] == ["amended", "finished"]
 
     old = write_reading(tmp_path / "old.seg.nrrd", case_id="c2", observer="O1", reading=1,
                         lesion_type="calcification")
