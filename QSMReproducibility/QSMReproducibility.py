@@ -608,8 +608,11 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def onAddCase(self) -> None:
         p = self._parameterNode
         with _userAction(_("Could not add the case to the study.")):
+            maskFile = self.logic.maskPathFor(p.qsmOutputFile)
+            # A fingerprint of the GRE input, never its path (which may name the patient).
             self._study.add_case(p.caseId.strip(), p.lesionType, str(p.qsmOutputFile),
-                                 gre_reference=self._gre.source if self._gre is not None else None)
+                                 mask_path=maskFile if os.path.exists(maskFile) else None,
+                                 gre_input=self._gre.source if self._gre is not None else None)
         self._refreshCaseTable()
         self._updateButtons()
 
@@ -919,8 +922,16 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
             raise InputError("choose where to write the QSM (.nii.gz)")
         result = reconstruct(gre, ReconParams(method=method, unwrap=unwrap, mask_index=maskIndex), progress=progress)
         save_nifti(str(qsmOutputFile), result.chi_ppm, gre.affine, description=f"QSM chi ppm ({method})")
+        save_nifti(self.maskPathFor(qsmOutputFile), result.brain_mask.astype(np.uint8), gre.affine,
+                   description="chosen brain mask")
         name = pathlib.Path(str(qsmOutputFile)).name.split(".")[0]
         return mrml.volume_node_from_array(slicer.mrmlScene, result.chi_ppm, gre.affine, name=name, node=qsmNode)
+
+    @staticmethod
+    def maskPathFor(qsmOutputFile) -> str:
+        """Where the chosen brain mask is written beside a QSM file (``qsm.nii.gz`` → ``qsm_mask.nii.gz``)."""
+        path = pathlib.Path(str(qsmOutputFile))
+        return str(path.with_name(path.name.split(".")[0] + "_mask.nii.gz"))
 
     def phantomCase(self, caseDir, caseId=SAMPLE_CASE_ID, lesionType="hematoma", seed=11):
         """The library's phantom case in ``caseDir`` (simulated once, reused afterwards)."""

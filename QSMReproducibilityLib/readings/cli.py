@@ -188,24 +188,22 @@ def _cmd_add_case(args) -> int:
 
 def _reconstruct_and_add(study: Study, args):
     """Reconstruct INPUT and add the case with its QSM, the chosen brain mask and a GRE fingerprint."""
-    from ..io import save_nifti
     from ..recon.pipeline import ReconParams, reconstruct_path
 
     params = ReconParams(method=args.method, mask_index=args.mask_index)
     with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
         qsm = Path(work) / "qsm.nii.gz"
+        # The chosen brain mask (the study's "one of nine masks, picked by eye"), not the mask V-SHARP
+        # erodes it to.
+        mask = Path(work) / "mask.nii.gz"
         with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
-            result = reconstruct_path(args.input, qsm, te_s=args.te, params=params, user_mask_path=args.mask,
-                                      progress=bar)
+            result = reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, params=params,
+                                      user_mask_path=args.mask, progress=bar)
         if args.mask:
-            mask, chosen = Path(args.mask), "user-supplied mask"
+            chosen = "user-supplied mask"
         else:
-            # The chosen candidate (the study's "one of nine masks, picked by eye"), not the mask
-            # V-SHARP erodes it to.
             index = result.mask_index
-            mask = save_nifti(Path(work) / "mask.nii.gz", result.candidates.masks[index].astype("uint8"),
-                              result.affine, description="chosen brain mask")
-            chosen = f"candidate {index} (threshold fraction {result.candidates.fractions[index]:.2f})"
+            chosen = f"candidate {index} (threshold fraction {result.mask_fractions[index]:.2f})"
         details = {"method": result.params.method, "unwrap": result.params.unwrap, "mask": chosen,
                    "notes": list(result.notes)}
         return study.add_case(args.case_id, args.lesion_type, qsm, mask_path=mask, gre_reference=args.gre_reference,

@@ -57,16 +57,43 @@ def tikhonov(local_ppm, mask, voxel_size_mm, b0_dir=(0, 0, 1), lambda_: float = 
     return (kernels.crop(chi, shape) * mask).astype(np.float32)
 
 
-def _gradient(x, voxel_size_mm):
-    """Forward differences with periodic boundary, per mm; shape (3, X, Y, Z)."""
-    return np.stack([(np.roll(x, -1, axis=a) - x) / float(voxel_size_mm[a]) for a in range(3)])
-
-
-def _gradient_adjoint(g, voxel_size_mm):
-    """Adjoint of :func:`_gradient` (negative backward divergence)."""
-    out = np.zeros(g.shape[1:], np.float32)
+def _gradient(x, voxel_size_mm, out=None):
+    """Forward differences with periodic boundary, per mm; shape (3, X, Y, Z), written into ``out``."""
+    if out is None:
+        out = np.empty((3,) + x.shape, np.float32)
     for a in range(3):
-        out += (np.roll(g[a], 1, axis=a) - g[a]) / float(voxel_size_mm[a])
+        lead = [slice(None)] * 3
+        lead[a] = slice(None, -1)
+        tail = [slice(None)] * 3
+        tail[a] = slice(1, None)
+        last = [slice(None)] * 3
+        last[a] = slice(-1, None)
+        first = [slice(None)] * 3
+        first[a] = slice(0, 1)
+        np.subtract(x[tuple(tail)], x[tuple(lead)], out=out[a][tuple(lead)])
+        np.subtract(x[tuple(first)], x[tuple(last)], out=out[a][tuple(last)])
+        out[a] *= np.float32(1.0 / float(voxel_size_mm[a]))
+    return out
+
+
+def _gradient_adjoint(g, voxel_size_mm, out=None):
+    """Adjoint of :func:`_gradient`: Σ_a (g_a shifted back by one − g_a)/Δ_a (negative divergence)."""
+    if out is None:
+        out = np.empty(g.shape[1:], np.float32)
+    out[...] = 0
+    for a in range(3):
+        scale = np.float32(1.0 / float(voxel_size_mm[a]))
+        lead = [slice(None)] * 3
+        lead[a] = slice(None, -1)
+        tail = [slice(None)] * 3
+        tail[a] = slice(1, None)
+        last = [slice(None)] * 3
+        last[a] = slice(-1, None)
+        first = [slice(None)] * 3
+        first[a] = slice(0, 1)
+        out[tuple(tail)] += g[a][tuple(lead)] * scale
+        out[tuple(first)] += g[a][tuple(last)] * scale
+        out -= g[a] * scale
     return out
 
 
@@ -78,6 +105,82 @@ def _gradient_symbol_sq(grid, voxel_size_mm):
         delta = float(voxel_size_mm[a])
         total = total + (2.0 - 2.0 * np.cos(2 * np.pi * ks[a] * delta)) / delta**2
     return np.asarray(total, dtype=np.float32)
+
+
+def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterations, tolerance, progress):
+    """ADMM iterations on the padded grid (see :func:`admm_inversion`); returns χ on the padded grid.
+
+    Every step is closed-form: a k-space division for χ, a soft threshold for z = Rχ (written as
+    z = y − clip(y, ±α/μ₁), whose clipped part is the new scaled dual), and a voxel-wise weighted
+    average for v = F⁻¹DFχ.
+    """
+    mu1 = np.float32(100.0 * alpha)
+    mu2 = np.float32(1.0)
+    threshold = np.float32(alpha / mu1)
+    if regulariser == "tv":
+        reg_sq = _gradient_symbol_sq(grid, voxel_size_mm)
+        z = np.zeros((3,) + tuple(grid), np.float32)
+    elif regulariser == "l1":
+        reg_sq = np.float32(1.0)
+        z = np.zeros((1,) + tuple(grid), np.float32)
+    else:
+        raise ValueError(f"unknown regulariser {regulariser!r}; use 'tv' or 'l1'")
+    inv_denom = mu1 * reg_sq + mu2 * d * d
+    inv_denom[inv_denom == 0] = 1.0
+    inv_denom = (1.0 / inv_denom).astype(np.float32)
+    mu1_over = (mu1 * inv_denom).astype(np.float32)
+    mu2_d_over = (mu2 * d * inv_denom).astype(np.float32)
+
+    chi = np.zeros(grid, np.float32)
+    s1 = np.zeros_like(z)
+    y = np.empty_like(z)
+    work = np.empty(grid, np.float32)
+    v = phi.copy()
+    s2 = np.zeros(grid, np.float32)
+    w2_phi = w2 * phi
+    w2_plus = w2 + mu2
+    for it in range(iterations):
+        np.subtract(z, s1, out=y)
+        if regulariser == "tv":
+            _gradient_adjoint(y, voxel_size_mm, out=work)
+        else:
+            work[...] = y[0]
+        chi_k = kernels.rfftn(work)
+        chi_k *= mu1_over
+        np.subtract(v, s2, out=work)
+        chi_k += kernels.rfftn(work) * mu2_d_over
+        chi_new = kernels.irfftn(chi_k, grid)
+        chi_k *= d
+        dchi = kernels.irfftn(chi_k, grid)
+        np.subtract(chi_new, chi, out=work)
+        change = float(np.linalg.norm(work) / max(float(np.linalg.norm(chi_new)), 1e-12))
+        chi = chi_new
+        if regulariser == "tv":
+            _gradient(chi, voxel_size_mm, out=y)
+        else:
+            y[0] = chi
+        y += s1
+        np.clip(y, -threshold, threshold, out=s1)  # the new scaled dual: y − z
+        np.subtract(y, s1, out=z)  # soft threshold of y
+        np.add(dchi, s2, out=work)
+        work *= mu2
+        work += w2_phi
+        np.divide(work, w2_plus, out=v)
+        s2 += dchi
+        s2 -= v
+        report(progress, (it + 1) / iterations, f"{regulariser.upper()} iteration {it + 1}")
+        if it > 4 and change < tolerance:
+            break
+    return chi
+
+
+def _padded_problem(local_ppm, mask, voxel_size_mm, b0_dir, weight):
+    grid = _grid(local_ppm.shape, voxel_size_mm)
+    d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
+    w = mask.astype(np.float32) if weight is None else (weight * mask).astype(np.float32)
+    w2 = kernels.pad(w * w, grid)
+    phi = kernels.pad(np.where(mask, local_ppm, 0).astype(np.float32), grid)
+    return grid, d, w2, phi
 
 
 def admm_inversion(
@@ -106,52 +209,10 @@ def admm_inversion(
     weight : optional (X, Y, Z) data weight W (e.g. normalised magnitude); defaults to the mask.
     alpha : regularisation weight (ppm·mm for TV).
     """
-    shape = local_ppm.shape
-    grid = _grid(shape, voxel_size_mm)
-    d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
-    w = mask.astype(np.float32) if weight is None else (weight * mask).astype(np.float32)
-    w2 = kernels.pad(w * w, grid)
-    phi = kernels.pad(np.where(mask, local_ppm, 0).astype(np.float32), grid)
-    mu1 = 100.0 * alpha
-    mu2 = 1.0
-    use_tv = regulariser == "tv"
-    if use_tv:
-        reg_sq = _gradient_symbol_sq(grid, voxel_size_mm)
-        apply_r = lambda x: _gradient(x, voxel_size_mm)  # noqa: E731
-        apply_rt = lambda g: _gradient_adjoint(g, voxel_size_mm)  # noqa: E731
-    elif regulariser == "l1":
-        reg_sq = np.float32(1.0)
-        apply_r = lambda x: x[None]  # noqa: E731
-        apply_rt = lambda g: g[0]  # noqa: E731
-    else:
-        raise ValueError(f"unknown regulariser {regulariser!r}; use 'tv' or 'l1'")
-    denom = (mu1 * reg_sq + mu2 * d * d).astype(np.float32)
-    denom[denom == 0] = 1.0
-
-    chi = np.zeros(grid, np.float32)
-    dchi = np.zeros(grid, np.float32)
-    z = apply_r(chi)
-    s1 = np.zeros_like(z)
-    v = phi.copy()
-    s2 = np.zeros(grid, np.float32)
-    threshold = alpha / mu1
-    for it in range(iterations):
-        numerator = mu1 * kernels.rfftn(apply_rt(z - s1)) + mu2 * d * kernels.rfftn(v - s2)
-        chi_k = numerator / denom
-        chi_new = kernels.irfftn(chi_k, grid).astype(np.float32)
-        dchi = kernels.irfftn(chi_k * d, grid).astype(np.float32)
-        change = float(np.linalg.norm(chi_new - chi) / max(np.linalg.norm(chi_new), 1e-12))
-        chi = chi_new
-        rchi = apply_r(chi)
-        y = rchi + s1
-        z = np.sign(y) * np.maximum(np.abs(y) - threshold, 0.0)
-        s1 = y - z
-        v = (w2 * phi + mu2 * (dchi + s2)) / (w2 + mu2)
-        s2 = s2 + dchi - v
-        report(progress, (it + 1) / iterations, f"{regulariser.upper()} iteration {it + 1}")
-        if it > 4 and change < tolerance:
-            break
-    return (kernels.crop(chi, shape) * mask).astype(np.float32)
+    grid, d, w2, phi = _padded_problem(local_ppm, mask, voxel_size_mm, b0_dir, weight)
+    chi = _admm_padded(phi, w2, d, grid, voxel_size_mm, regulariser=regulariser, alpha=alpha,
+                       iterations=iterations, tolerance=tolerance, progress=progress)
+    return (kernels.crop(chi, local_ppm.shape) * mask).astype(np.float32)
 
 
 def star_qsm(
@@ -163,6 +224,7 @@ def star_qsm(
     alpha_strong: float = 2e-3,
     alpha_tv: float = 3e-4,
     iterations: int = 20,
+    weight: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Two-level inversion in the spirit of STAR-QSM (Wei et al. 2015, NMR Biomed 28:1294).
@@ -172,16 +234,14 @@ def star_qsm(
     field that remains after removing level 1's field, with light TV regularisation, for the weak
     tissue contrast. χ = χ₁ + χ₂. This is this package's formulation, not STI Suite's code.
     """
+    grid, d, w2, phi = _padded_problem(local_ppm, mask, voxel_size_mm, b0_dir, weight)
     half = None if progress is None else (lambda f, m: progress(0.5 * f, m))
-    strong = admm_inversion(
-        local_ppm, mask, voxel_size_mm, b0_dir, regulariser="l1", alpha=alpha_strong,
-        iterations=iterations, progress=half,
-    )
-    residual = np.where(mask, local_ppm - forward_field(strong, voxel_size_mm, b0_dir, pad=True), 0)
+    strong = _admm_padded(phi, w2, d, grid, voxel_size_mm, regulariser="l1", alpha=alpha_strong,
+                          iterations=iterations, tolerance=1e-3, progress=half)
+    inside = (w2 > 0).astype(np.float32)
+    residual = (phi - kernels.irfftn(kernels.rfftn(strong) * d, grid)) * inside
     rest = None if progress is None else (lambda f, m: progress(0.5 + 0.5 * f, m))
-    weak = admm_inversion(
-        residual, mask, voxel_size_mm, b0_dir, regulariser="tv", alpha=alpha_tv,
-        iterations=iterations, progress=rest,
-    )
+    weak = _admm_padded(residual.astype(np.float32), w2, d, grid, voxel_size_mm, regulariser="tv",
+                        alpha=alpha_tv, iterations=iterations, tolerance=1e-3, progress=rest)
     report(progress, 1.0, "STAR-QSM done")
-    return (strong + weak).astype(np.float32)
+    return (kernels.crop(strong + weak, local_ppm.shape) * mask).astype(np.float32)

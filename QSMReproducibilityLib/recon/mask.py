@@ -37,11 +37,15 @@ def combined_magnitude(magnitude: np.ndarray) -> np.ndarray:
     return magnitude.astype(np.float32)
 
 
-def threshold_mask(magnitude_3d: np.ndarray, fraction: float, voxel_size_mm) -> np.ndarray:
+def smoothed_magnitude(magnitude: np.ndarray, voxel_size_mm) -> np.ndarray:
+    """Echo-combined magnitude smoothed by a ≈ 0.7 mm Gaussian (computed once for all candidates)."""
+    sigma = [0.7 / float(v) for v in voxel_size_mm]
+    return ndimage.gaussian_filter(combined_magnitude(magnitude), sigma)
+
+
+def threshold_mask(smooth: np.ndarray, fraction: float) -> np.ndarray:
     """One candidate: smoothed magnitude > fraction × p99, largest component, holes filled in 3-D and per slice."""
-    sigma = [0.7 / float(v) for v in voxel_size_mm]  # ≈ 0.7 mm Gaussian
-    smooth = ndimage.gaussian_filter(magnitude_3d, sigma)
-    level = fraction * float(np.percentile(smooth, 99.0))
+    level = fraction * float(np.percentile(smooth[::2, ::2, :], 99.0))
     mask = smooth > level
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -57,6 +61,11 @@ def threshold_mask(magnitude_3d: np.ndarray, fraction: float, voxel_size_mm) -> 
 
 def candidate_masks(magnitude: np.ndarray, voxel_size_mm, fractions=STUDY_FRACTIONS) -> MaskCandidates:
     """The study's nine candidate masks (see module docstring); ``magnitude`` is 3-D or 4-D (echoes last)."""
-    mag = combined_magnitude(magnitude)
-    masks = tuple(threshold_mask(mag, f, voxel_size_mm) for f in fractions)
-    return MaskCandidates(tuple(float(f) for f in fractions), masks, default_index=len(fractions) // 2)
+    smooth = smoothed_magnitude(magnitude, voxel_size_mm)
+    masks = tuple(threshold_mask(smooth, f) for f in fractions)
+    return MaskCandidates(tuple(float(f) for f in fractions), masks, default_index=default_index(fractions))
+
+
+def default_index(fractions=STUDY_FRACTIONS) -> int:
+    """The candidate used when nobody picks one: the middle threshold."""
+    return len(fractions) // 2

@@ -51,9 +51,10 @@ class ReconResult:
 
     chi_ppm: np.ndarray
     mask: np.ndarray
+    brain_mask: np.ndarray
     local_field_ppm: np.ndarray
     total_field_ppm: np.ndarray
-    candidates: masks.MaskCandidates
+    mask_fractions: tuple[float, ...]
     mask_index: int
     affine: np.ndarray
     params: ReconParams
@@ -96,8 +97,8 @@ def reconstruct(
     seconds["echo_fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    report(progress, 0.2, "computing candidate masks")
-    candidates = masks.candidate_masks(gre.magnitude, vox)
+    report(progress, 0.2, "computing the brain mask")
+    fractions = masks.STUDY_FRACTIONS
     if user_mask is not None:
         user_mask = np.asarray(user_mask, bool)
         if user_mask.shape != gre.shape:
@@ -107,13 +108,13 @@ def reconstruct(
         brain, index = user_mask, -1
         notes.append("user-supplied mask")
     else:
-        index = candidates.default_index if params.mask_index is None else params.mask_index
-        if not 0 <= index < len(candidates.masks):
-            raise InputError(f"mask index {index} out of range 0…{len(candidates.masks) - 1}")
-        brain = candidates.masks[index]
+        index = masks.default_index(fractions) if params.mask_index is None else params.mask_index
+        if not 0 <= index < len(fractions):
+            raise InputError(f"mask index {index} out of range 0…{len(fractions) - 1}")
+        brain = masks.threshold_mask(masks.smoothed_magnitude(gre.magnitude, vox), fractions[index])
         if not brain.any():
-            raise ReconstructionError(f"candidate mask {index} (threshold {candidates.fractions[index]}) is empty")
-        notes.append(f"mask candidate {index} (threshold fraction {candidates.fractions[index]:.2f})")
+            raise ReconstructionError(f"candidate mask {index} (threshold {fractions[index]}) is empty")
+        notes.append(f"mask candidate {index} (threshold fraction {fractions[index]:.2f})")
     seconds["mask"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -138,7 +139,8 @@ def reconstruct(
     seconds["inversion"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     report(progress, 1.0, "reconstruction done")
-    return ReconResult(chi, local.mask, local.field, total_ppm, candidates, index, gre.affine, params, tuple(notes), seconds)
+    return ReconResult(chi, local.mask, brain, local.field, total_ppm, tuple(fractions), index, gre.affine, params,
+                       tuple(notes), seconds)
 
 
 def reconstruct_path(
@@ -180,7 +182,7 @@ def reconstruct_path(
         log.info("%s", note)
     save_nifti(qsm_out, result.chi_ppm, gre.affine, description=f"QSM chi ppm ({params.method})")
     if mask_out is not None:
-        save_nifti(mask_out, result.mask.astype(np.uint8), gre.affine, description="QSM mask")
+        save_nifti(mask_out, result.brain_mask.astype(np.uint8), gre.affine, description="QSM brain mask")
     if field_out is not None:
         save_nifti(field_out, result.local_field_ppm, gre.affine, description="local field ppm")
     return result
