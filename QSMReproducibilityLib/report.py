@@ -19,11 +19,13 @@ import base64
 import datetime as _dt
 import html
 import importlib.metadata
+import io
 import math
 import os
 import platform
+import shutil
 import struct
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -33,8 +35,9 @@ import pandas as pd
 from . import __version__
 from .agreement import COMPARISONS, RADIOMICS_CLASSES, StudyAgreement, analyze_study, validate_feature_table
 from .errors import InputError
-from .progress import ProgressCallback, report, sub_progress
-from .report_figures import CLASS_LABELS, bland_altman_png, feature_label, heatmap_png, lesion_label
+from .progress import ConsoleProgress, ProgressCallback, report, sub_progress
+from .report_figures import (CLASS_LABELS, FIGURE_DPI, bland_altman_png, feature_label, heatmap_png,
+                             lesion_label)
 
 __all__ = ["write_report", "render_html", "software_versions", "add_cli", "CSV_FILES", "XLSX_SHEETS"]
 
@@ -58,7 +61,8 @@ _DASH = "\u2013"
 # ----------------------------------------------------------------------------------------------------------
 
 def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = None, threshold: float = 0.85,
-                 icc_form: str = "A,1", progress: ProgressCallback | None = None) -> dict[str, Path]:
+                 icc_form: str = "A,1", progress: ProgressCallback | None = None,
+                 source: str = "feature table") -> dict[str, Path]:
     """Analyse a long feature table and write the study report into ``out_dir``.
 
     Parameters
@@ -67,7 +71,7 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
         Long feature table: ``case_id, lesion_id, lesion_type, observer, reading, feature, value`` (+ an
         optional ``reason`` column for missing values).
     out_dir : str or Path
-        Output folder (created if needed; files of the same name are replaced).
+        Output folder (created if needed; files of the same name are replaced, other files are left alone).
     settings : dict, optional
         Acquisition, reconstruction and extraction settings to list in the report (name -> value).
     threshold : float
@@ -77,6 +81,8 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
         absolute agreement, single measurement).
     progress : callable, optional
         ``progress(fraction, message)``; returning False cancels (raises ``Cancelled``).
+    source : str
+        Name of the feature table (e.g. its path) in error messages.
 
     Returns
     -------
@@ -88,20 +94,23 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
     Raises
     ------
     AgreementError
-        The table cannot be analysed (see :func:`~QSMReproducibilityLib.agreement.validate_feature_table`).
+        The table cannot be analysed (see :func:`~QSMReproducibilityLib.agreement.analyze_study`).
     InputError
         The output folder cannot be written.
+
+    Notes
+    -----
+    Nothing is written until every table, figure and document has been computed; the files are then
+    written into a hidden staging folder next to ``out_dir`` and moved into place, so a failure or a
+    cancellation leaves no partial report behind.
     """
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"cannot create the report folder {out}: {error.strerror or error}") from None
+    if out.exists() and not out.is_dir():
+        raise InputError(f"cannot write the report into {out}: it exists and is not a folder")
     settings = dict(settings or {})
 
-    study = analyze_study(features, threshold=threshold, icc_form=icc_form,
+    study = analyze_study(features, threshold=threshold, icc_form=icc_form, source=source,
                           progress=sub_progress(progress, 0.0, 0.45))
-    outputs: dict[str, Path] = {}
 
     report(progress, 0.5, "drawing Figure 3 (feature heatmap)")
     figures: dict[str, bytes] = {"figure3": heatmap_png(study.feature_agreement, study.lesion_types,
@@ -114,19 +123,21 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
                                                                       lesion_type, "qsm_mean")
     file_names = {"figure3": "figure3_heatmap.png"}
     file_names.update({key: f"{_safe_name(key)}.png" for key in figures if key != "figure3"})
-    for key, png in figures.items():
-        outputs[key] = _write_bytes(out / file_names[key], png)
+    contents: dict[str, tuple[str, bytes]] = {key: (file_names[key], png) for key, png in figures.items()}
 
-    report(progress, 0.75, "writing tables (CSV, XLSX)")
+    report(progress, 0.75, "tables (CSV, XLSX)")
     for key, csv_name, _sheet, attribute in _TABLES:
-        outputs[key] = _write_csv(out / csv_name, getattr(study, attribute))
-    outputs["agreement_xlsx"] = _write_xlsx(out / "agreement.xlsx", study, settings)
+        contents[key] = (csv_name, getattr(study, attribute).to_csv(index=False).encode("utf-8"))
+    contents["agreement_xlsx"] = ("agreement.xlsx", _xlsx_bytes(study, settings))
 
-    report(progress, 0.9, "writing report.html")
+    report(progress, 0.85, "report.html")
     document = render_html(study, figures, settings=settings)
-    outputs["report_html"] = _write_bytes(out / "report.html", document.encode("utf-8"))
+    contents["report_html"] = ("report.html", document.encode("utf-8"))
+
+    report(progress, 0.95, f"writing the report into {out}")
+    _publish(out, dict(contents.values()))
     report(progress, 1.0, "report written")
-    return outputs
+    return {key: out / name for key, (name, _data) in contents.items()}
 
 
 def add_cli(subparsers) -> None:
@@ -153,8 +164,9 @@ def _run_cli(args) -> int:
     path = Path(args.features)
     features = read_feature_csv(path)
     validate_feature_table(features, source=str(path))
-    outputs = write_report(features, args.output, settings={"Feature table": str(path.resolve())},
-                           threshold=args.threshold, icc_form=args.icc_form)
+    with ConsoleProgress("agreement") as bar:
+        outputs = write_report(features, args.output, settings={"Feature table": str(path.resolve())},
+                               threshold=args.threshold, icc_form=args.icc_form, source=str(path), progress=bar)
     print(outputs["report_html"].resolve())
     return 0
 
@@ -187,31 +199,46 @@ def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def _atomic_target(path: Path) -> Path:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    return Path(temporary)
+def _publish(out: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into ``out`` through a staging folder beside it.
 
-
-def _write_bytes(path: Path, data: bytes) -> Path:
-    temporary = _atomic_target(path)
+    A new ``out`` is the staging folder renamed in one step; into an existing folder each file is moved with
+    ``os.replace`` (atomic per file). Files get the usual permissions (the process umask applies).
+    """
+    parent = out.parent
+    staging = parent / f".{out.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
+        parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
     except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
-    return path
-
-
-def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
-    return _write_bytes(path, frame.to_csv(index=False).encode("utf-8"))
+        raise InputError(f"cannot create the report folder {out}: {error.strerror or error}") from None
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if not out.exists():
+            try:
+                os.rename(staging, out)
+                return
+            except OSError:
+                if not out.is_dir():
+                    raise
+        for name in files:
+            os.replace(staging / name, out / name)
+    except OSError as error:
+        raise InputError(f"cannot write the report into {out}: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _settings_frame(study: StudyAgreement, settings: Mapping) -> pd.DataFrame:
     rows = [("Stability threshold", f"CCC and ICC > {study.threshold:g}"),
-            ("ICC form", f"{study.icc_form} (McGraw & Wong 1996)"),
+            ("ICC form", f"{study.icc_form}: {_ICC_FORM_TEXT[study.icc_form]} (McGraw & Wong 1996)"),
             ("Confidence level", f"{100 * (1 - study.alpha):g} %"),
+            ("ICC interval", "F distribution (McGraw & Wong 1996, Table 7)"
+             + ("; Satterthwaite degrees of freedom" if study.icc_form.startswith("A") else "")),
+            ("CCC interval", "Lin's CCC: Fisher z, Lin (1989, 2000) variance; overall CCC: delete-one jackknife "
+                             "on Fisher z, t(n - 1)"),
+            ("wCV interval", _wcv_interval_text(study) or "BCa bootstrap, subjects resampled"),
             ("Observer O1", study.observers[0]), ("Observer O2", study.observers[1])]
     rows += [(str(k), _plain(v)) for k, v in settings.items()]
     rows += [(f"Software: {k}", v) for k, v in software_versions().items()]
@@ -226,27 +253,23 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _write_xlsx(path: Path, study: StudyAgreement, settings: Mapping) -> Path:
+def _xlsx_bytes(study: StudyAgreement, settings: Mapping) -> bytes:
+    """The workbook ``agreement.xlsx``: one sheet per table and a Settings sheet."""
     from openpyxl.utils import get_column_letter
 
-    temporary = _atomic_target(path)
-    try:
-        with pd.ExcelWriter(temporary, engine="openpyxl") as writer:
-            frames = [(sheet, getattr(study, attribute)) for _k, _csv, sheet, attribute in _TABLES]
-            frames.append(("Settings", _settings_frame(study, settings)))
-            for sheet, frame in frames:
-                frame.to_excel(writer, sheet_name=sheet, index=False)
-                worksheet = writer.sheets[sheet]
-                worksheet.freeze_panes = "A2"
-                for number, column in enumerate(frame.columns, start=1):
-                    sample = frame[column].head(200).map(lambda v: len(str(v)))
-                    width = max([len(str(column))] + ([int(sample.max())] if len(sample) else []))
-                    worksheet.column_dimensions[get_column_letter(number)].width = min(width + 2, 60)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
-    return path
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        frames = [(sheet, getattr(study, attribute)) for _k, _csv, sheet, attribute in _TABLES]
+        frames.append(("Settings", _settings_frame(study, settings)))
+        for sheet, frame in frames:
+            frame.to_excel(writer, sheet_name=sheet, index=False)
+            worksheet = writer.sheets[sheet]
+            worksheet.freeze_panes = "A2"
+            for number, column in enumerate(frame.columns, start=1):
+                sample = frame[column].head(200).map(lambda v: len(str(v)))
+                width = max([len(str(column))] + ([int(sample.max())] if len(sample) else []))
+                worksheet.column_dimensions[get_column_letter(number)].width = min(width + 2, 60)
+    return buffer.getvalue()
 
 
 def software_versions() -> dict[str, str]:
@@ -336,6 +359,8 @@ _REFERENCES = (
     "2009;59:1032-1039.",
     "Shoukri MM, Elkum N, Walter SD. Interval estimation and optimal design for the within-subject coefficient "
     "of variation for continuous and binary variables. BMC Med Res Methodol 2006;6:24.",
+    "Efron B. Better bootstrap confidence intervals. J Am Stat Assoc 1987;82:171-185; Efron B, Tibshirani RJ. "
+    "An Introduction to the Bootstrap. New York: Chapman & Hall; 1993.",
     "Bland JM, Altman DG. Statistical methods for assessing agreement between two methods of clinical "
     "measurement. Lancet 1986;327:307-310; Measuring agreement in method comparison studies. Stat Methods "
     "Med Res 1999;8:135-160.",
@@ -351,7 +376,10 @@ def _esc(value) -> str:
 def _num(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "NA"
-    return f"{value:.{digits}f}".replace("-", "\u2212")
+    text = f"{value:.{digits}f}"
+    if float(text) == 0:                       # no "-0.000" for a value that rounds to zero
+        text = f"{0:.{digits}f}"
+    return text.replace("-", "\u2212")
 
 
 def _ci(value, low, high, digits: int = 3) -> str:
@@ -410,7 +438,9 @@ def _png_size(png: bytes) -> tuple[int, int]:
 
 
 def _figure(figure_id: str, png: bytes, alt: str, caption: str) -> str:
-    width, height = _png_size(png)
+    # Figures are drawn at FIGURE_DPI and shown at 96 CSS pixels per inch (sharp on high-density screens
+    # and in print).
+    width, height = (round(v * 96 / FIGURE_DPI) for v in _png_size(png))
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure><img id="{figure_id}" alt="{_esc(alt)}" width="{width}" height="{height}" '
             f'src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>')
@@ -424,6 +454,13 @@ def _table1_html(study: StudyAgreement) -> str:
               [(f"Observer {o}", 2, 1, "") for _lt in study.lesion_types for o in (1, 2)],
               [(r, 1, 1, "") for _lt in study.lesion_types for _o in (1, 2) for r in ("First", "Second")]]
     body = []
+    counts = [_cell("Lesions (n)", "rowhead")]
+    for lt in study.lesion_types:
+        for o in ("O1", "O2"):
+            for reading in (1, 2):
+                row = t1[(t1["lesion_type"] == lt) & (t1["observer"] == o) & (t1["reading"] == reading)]
+                counts.append(_cell(str(int(row["n"].max())) if not row.empty else "NA"))
+    body.append("<tr>" + "".join(counts) + "</tr>")
     for feature, label in (("qsm_mean", "Mean (ppm)"), ("qsm_median", "Median (ppm)")):
         cells = [_cell(label, "rowhead")]
         for lt in study.lesion_types:
@@ -538,20 +575,20 @@ def _feature_table_html(study: StudyAgreement) -> str:
               + [(lesion_label(lt), 2 * len(comparisons), 1, "") for lt in study.lesion_types],
               [(s, len(comparisons), 1, "") for _lt in study.lesion_types for s in ("CCC", f"ICC ({study.icc_form})")],
               [(c, 1, 1, "") for _lt in study.lesion_types for _s in (0, 1) for c in comparisons]]
-    indexed = fa.set_index(["feature", "lesion_type", "comparison"])
+    records = {(r["feature"], r["lesion_type"], r["comparison"]): r for r in fa.to_dict("records")}
+    class_of = dict(zip(fa["feature"], fa["feature_class"]))
     body = []
     for feature in dict.fromkeys(fa["feature"]):
-        klass = fa.loc[fa["feature"] == feature, "feature_class"].iloc[0]
+        klass = class_of[feature]
         cells = [_cell(feature_label(feature) if klass in RADIOMICS_CLASSES else feature, "rowhead", title=feature),
                  _cell(CLASS_LABELS.get(klass, "QSM" if klass == "qsm" else klass), "rowhead")]
         for lt in study.lesion_types:
             for stat in ("ccc", "icc"):
                 for comp in comparisons:
-                    key = (feature, lt, comp)
-                    if key not in indexed.index:
+                    r = records.get((feature, lt, comp))
+                    if r is None:
                         cells.append(_cell("NA"))
                         continue
-                    r = indexed.loc[key]
                     cells.append(_cell(_num(r[stat]), "stable" if r["stable"] else "",
                                        title=f"{_ci(r[stat], r[stat + '_ci_low'], r[stat + '_ci_high'])}; n = "
                                              f"{r['n']}" + (f"; {r['reason']}" if r["reason"] else "")))
@@ -567,8 +604,10 @@ def _bland_altman_html(study: StudyAgreement) -> str:
     body = []
     for r in ba.to_dict("records"):
         body.append("<tr>" + "".join([
-            _cell(r["feature"], "rowhead"), _cell(lesion_label(r["lesion_type"]), "rowhead"),
-            _cell(r["comparison"], "rowhead"), _cell(r["difference"]), _cell(str(r["n"])),
+            _cell({"qsm_mean": "Mean QSM", "qsm_median": "Median QSM"}.get(r["feature"], r["feature"]), "rowhead"),
+            _cell(lesion_label(r["lesion_type"]), "rowhead"),
+            _cell(r["comparison"], "rowhead"), _cell(r["difference"].replace(" - ", " \u2212 ")),
+            _cell(str(r["n"])),
             _cell(_ci(r["bias"], r["bias_ci_low"], r["bias_ci_high"], 4), title=r["reason"]),
             _cell(_ci(r["loa_low"], r["loa_low_ci_low"], r["loa_low_ci_high"], 4)),
             _cell(_ci(r["loa_high"], r["loa_high_ci_low"], r["loa_high_ci_high"], 4))]) + "</tr>")
@@ -639,41 +678,67 @@ def _key_results(study: StudyAgreement) -> str:
     return "<p>" + " ".join(_esc(s) for s in sentences) + "</p>" if sentences else ""
 
 
+_ICC_FORM_TEXT = {
+    "A,1": "two-way random effects, absolute agreement, single measurement (ICC(A,1); Shrout & Fleiss ICC(2,1))",
+    "C,1": "two-way, consistency, single measurement (ICC(C,1); Shrout & Fleiss ICC(3,1))",
+    "1,1": "one-way random effects, single measurement (ICC(1,1))",
+    "A,k": "two-way random effects, absolute agreement, mean of k readings (ICC(A,k))",
+    "C,k": "two-way, consistency, mean of k readings (ICC(C,k))",
+    "1,k": "one-way random effects, mean of k readings (ICC(1,k))",
+}
+
+
+def _observers_text(study: StudyAgreement) -> str:
+    """'O1 = anna, O2 = ben', or nothing when the observer IDs already are O1 and O2."""
+    if tuple(study.observers) == ("O1", "O2"):
+        return ""
+    return f"O1 = {study.observers[0]}, O2 = {study.observers[1]}"
+
+
+def _wcv_interval_text(study: StudyAgreement) -> str:
+    methods = set(study.table2.get("wcv_ci_method", pd.Series(dtype=str)).dropna()) - {""}
+    return next(iter(methods), "")
+
+
 def _methods_html(study: StudyAgreement, settings: Mapping) -> str:
     versions = software_versions()
     dropped = int(study.table2["n_dropped"].max()) if not study.table2.empty else 0
-    form_text = {"A,1": "two-way random effects, absolute agreement, single measurement (ICC(A,1), Shrout & "
-                        "Fleiss ICC(2,1))",
-                 "C,1": "two-way, consistency, single measurement (ICC(C,1), Shrout & Fleiss ICC(3,1))",
-                 "1,1": "one-way random effects, single measurement (ICC(1,1))",
-                 "A,k": "two-way random effects, absolute agreement, mean of k readings (ICC(A,k))",
-                 "C,k": "two-way, consistency, mean of k readings (ICC(C,k))",
-                 "1,k": "one-way random effects, mean of k readings (ICC(1,k))"}[study.icc_form]
+    level = f"{100 * (1 - study.alpha):g} %"
+    observers = _observers_text(study)
+    wcv_interval = _wcv_interval_text(study) or "BCa bootstrap, subjects resampled"
+    settings_text = "; ".join(f"{k}: {_plain(v)}" for k, v in settings.items())
     text = (
-        f"Two observers (O1 = {study.observers[0]}, O2 = {study.observers[1]}, in sorted order of their IDs) each "
-        "read every lesion twice. Agreement was assessed per lesion type in five comparisons: O1 intra (O1 first "
-        "vs. second reading), O2 intra, 1st inter (first readings of O1 and O2), 2nd inter (second readings) and "
-        "intra and inter (all four readings). A subject is one lesion (case and side); subjects lacking a "
-        "reading were dropped from that comparison only"
-        + (f" (at most {dropped} per comparison for mean/median QSM)" if dropped else "") + ". "
-        f"ICCs are of the form {form_text} (McGraw & Wong 1996), from the two-way ANOVA mean squares, with "
-        f"{100 * (1 - study.alpha):g} % confidence intervals from the F distribution"
+        "Two observers" + (f" ({observers}; O1 is the first ID in sorted order)" if observers else "")
+        + " each read every lesion twice. Agreement was assessed per lesion type in five comparisons: O1 intra "
+        "(first vs. second reading of O1), O2 intra, 1st inter (first readings of O1 and O2), 2nd inter (second "
+        "readings) and intra and inter (all four readings). A subject is one lesion (case and side); a lesion "
+        "lacking a reading was left out of the comparisons that use that reading only"
+        + (f" (at most {dropped} per comparison for mean and median QSM)" if dropped else "")
+        + "; the missing readings are listed below. "
+        f"ICCs are of the form {_ICC_FORM_TEXT[study.icc_form]} (McGraw & Wong 1996), computed from the ANOVA "
+        f"mean squares, with {level} confidence intervals from the F distribution"
         + (" with Satterthwaite's degrees of freedom" if study.icc_form.startswith("A") else "")
-        + (" (ICC(A,k) limits: Spearman-Brown step-up of the ICC(A,1) limits)" if study.icc_form == "A,k" else "")
-        + "; for the four-reading comparison the same single-measure form is applied to all four readings. "
-        "The within-subject coefficient of variation (wCV) is the root mean square of the per-subject CVs, "
-        "100\u00b7\u221a(mean s\u1d62\u00b2/m\u1d62\u00b2) (Hyslop & White 2009), with a confidence interval on the "
-        "log scale from the empirical variance of the per-subject squared CVs (delta method); the pooled wCV, "
-        "100\u00b7\u221aMSW/|mean|, is given with the asymptotic variance of Shoukri et al. (2006), also on the "
-        "log scale. Values of both signs were shifted before the wCV towards the side that needed the smaller "
-        "shift (the most extreme value on that side becomes 0), as in the study. Radiomic features were "
-        "compared with Lin's concordance correlation coefficient (CCC; Fisher-z interval with the asymptotic "
-        "variance of Lin 1989/2000, as epiR::epi.ccc) for two readings and Barnhart's overall CCC for four "
-        "readings (delete-one jackknife interval on Fisher's z scale), and with the ICC above; a feature was "
-        f"regarded as stable when both CCC and ICC exceeded {study.threshold:g}. Bland-Altman bias and 95 % "
-        "limits of agreement (bias \u00b1 1.96 SD of the differences) are given with t-based intervals "
-        "(Bland & Altman 1986, 1999). "
-        f"Software: QSMReproducibility {versions['QSMReproducibility']} on Python {versions['Python']} "
+        + (" (ICC(A,k) limits: Spearman\u2013Brown step-up of the ICC(A,1) limits)" if study.icc_form == "A,k"
+           else "")
+        + "; for the intra-and-inter comparison the same form is computed over all four readings. "
+        "The within-subject coefficient of variation (wCV) is the root mean square of the per-lesion CVs, "
+        "100\u00b7\u221a(mean s\u1d62\u00b2/m\u1d62\u00b2) (Hyslop & White 2009; MedCalc's root-mean-square "
+        "method, the study's definition); the pooled wCV, 100\u00b7\u221aMSW/|mean| (within-subject mean square "
+        "of the one-way ANOVA over the grand mean; Shoukri et al. 2006), is given as well. Confidence intervals "
+        f"of both wCVs: bias-corrected and accelerated bootstrap over lesions ({wcv_interval.split(', ', 1)[-1]}; "
+        "Efron 1987; Efron & Tibshirani 1993, section 14.3), which assumes neither normal readings nor one CV "
+        "common to all lesions. Values of both signs "
+        "were shifted before the wCV towards the side that needed the smaller shift (the most extreme value on "
+        "that side becomes 0), as in the study. Radiomic features were compared with Lin's concordance "
+        f"correlation coefficient (CCC; {level} interval on Fisher's z scale with the asymptotic variance of "
+        "Lin 1989/2000, as epiR::epi.ccc) for two readings and Barnhart's overall CCC for four readings "
+        "(delete-one jackknife on Fisher's z scale, t distribution with n \u2212 1 degrees of freedom; Barnhart "
+        "et al. 2002 estimated its variance by GEE instead), and with the ICC above; a feature was regarded as "
+        f"stable in a comparison when both CCC and ICC exceeded {study.threshold:g}. Bland\u2013Altman bias and "
+        "limits of agreement (bias \u00b1 1.96 SD of the differences) are given with t-based "
+        f"{level} intervals (Bland & Altman 1986, 1999). "
+        + (f"Settings: {settings_text}. " if settings_text else "")
+        + f"Software: QSMReproducibility {versions['QSMReproducibility']} on Python {versions['Python']} "
         f"(numpy {versions['numpy']}, scipy {versions['scipy']}, pandas {versions['pandas']}, matplotlib "
         f"{versions['matplotlib']}); features from PyRadiomics {versions['PyRadiomics']}.")
     settings_frame = _settings_frame(study, settings)
@@ -707,10 +772,10 @@ def render_html(study: StudyAgreement, figures: Mapping[str, bytes], *, settings
     sections = [
         '<header><h1>QSM reproducibility study: intra- and interobserver agreement</h1>'
         f'<p class="sub">Generated {_esc(generated)} by QSMReproducibility {_esc(__version__)}. '
-        f'Observers: O1 = {_esc(study.observers[0])}, O2 = {_esc(study.observers[1])}. '
-        f'ICC form {_esc(study.icc_form)}; stability threshold {thr}.</p>'
+        + (f'Observers: {_esc(_observers_text(study))}. ' if _observers_text(study) else '')
+        + f'ICC: {_esc(_ICC_FORM_TEXT[study.icc_form])}; stable feature: CCC and ICC &gt; {thr}.</p>'
         '<nav><a href="#sec-table1">Table 1</a><a href="#sec-table2">Table 2</a><a href="#sec-table3">Table 3</a>'
-        '<a href="#sec-figure3">Figure 3</a><a href="#sec-bland-altman">Bland-Altman</a>'
+        '<a href="#sec-figure3">Figure 3</a><a href="#sec-bland-altman">Bland\u2013Altman</a>'
         '<a href="#sec-features">All features</a><a href="#sec-missing">Missing readings</a>'
         '<a href="#sec-methods">Methods</a></nav></header>',
         _summary_cards(study),
@@ -721,10 +786,11 @@ def render_html(study: StudyAgreement, figures: Mapping[str, bytes], *, settings
         'susceptibility (ppm) per observer and reading.</p></section>',
         '<section id="sec-table2"><h2>Table 2. Intra- and interobserver reproducibility of QSM values</h2>',
         table2_html,
-        f'<p class="note">Parentheses: {100 * (1 - study.alpha):g} % confidence intervals. ICC intraclass '
+        f'<p class="note">Estimate ({100 * (1 - study.alpha):g} % confidence interval). ICC intraclass '
         'correlation coefficient; wCV within-subject coefficient of variation (RMS: root mean square of '
         'per-subject CVs, the study\'s definition; pooled: \u221aMSW / |mean|). 1st / 2nd inter: first / second '
-        'readings of O1 vs. O2; intra and inter: all four readings. ' + table2_note + '</p></section>',
+        'readings of O1 vs. O2; intra and inter: all four readings. wCV intervals: BCa bootstrap over lesions '
+        '(see Methods). ' + table2_note + '</p></section>',
         f'<section id="sec-table3"><h2>Table 3. Reproducibility of radiomic features (CCC and ICC &gt; {thr})</h2>',
         _table3_html(study),
         '<p class="note">\u1d43 Features above the threshold in every lesion type. \u1d47 Number of features '
@@ -734,18 +800,21 @@ def render_html(study: StudyAgreement, figures: Mapping[str, bytes], *, settings
         '<section id="sec-figure3"><h2>Figure 3. CCC and ICC of every radiomic feature</h2>',
         _figure("figure-3", figures["figure3"], "Heatmap of CCC and ICC of each radiomic feature",
                 f"Heatmap of the concordance correlation coefficients (CCC) and intraclass correlation coefficients "
-                f"(ICC {_esc(study.icc_form)}) of the radiomic features, grouped by feature class. Blue cells: "
-                f"features stable in that comparison (CCC and ICC &gt; {thr}); grey shading: value from 0 (white) "
-                "to 1 (dark); pale red: not computable."),
+                f"(ICC {_esc(study.icc_form)}) of the radiomic features, grouped by feature class (number of "
+                f"features in parentheses). Blue cells: features stable in that comparison (CCC and ICC &gt; "
+                f"{thr}); grey shading: value from 0 (white) to 1 (dark), the threshold marked on the scale; pale "
+                "red: not computable (the reason is in the per-feature table). Intra and inter: Barnhart's "
+                "overall CCC and the ICC over all four readings."),
         '</section>',
-        '<section id="sec-bland-altman"><h2>Bland-Altman analysis of mean QSM</h2>',
+        '<section id="sec-bland-altman"><h2>Bland\u2013Altman analysis of mean QSM</h2>',
     ]
     for lt in study.lesion_types:
         key = f"bland_altman_{lt}"
         if key in figures:
             sections.append(_figure(f"figure-{_safe_name(key).replace('_', '-')}", figures[key],
-                                    f"Bland-Altman plots of mean QSM, {lt}",
-                                    f"Bland-Altman plots of the mean QSM of {_esc(lesion_label(lt).lower())}s for the "
+                                    f"Bland\u2013Altman plots of mean QSM, {lt}",
+                                    "Bland\u2013Altman plots of the mean QSM of "
+                                    f"{_esc(lesion_label(lt).lower())}s for the "
                                     "four pairwise comparisons: difference against mean of the two readings, bias "
                                     "(solid) and 95 % limits of agreement (dashed) with their 95 % confidence "
                                     "intervals (shaded)."))

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
+import json
+import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,8 +26,9 @@ import pandas as pd
 import pytest
 
 from QSMReproducibilityLib import agreement as ag
-from QSMReproducibilityLib.errors import AgreementError, InputError
+from QSMReproducibilityLib.errors import AgreementError, Cancelled, InputError
 from QSMReproducibilityLib.report import CSV_FILES, XLSX_SHEETS, add_cli, write_report
+from QSMReproducibilityLib.report_figures import FIGURE_DPI, STABLE_COLOR
 
 STABLE = ["original_firstorder_StableEnergy", "original_shape_StableVolume", "original_glrlm_StableRuns"]
 NOISE = ["original_firstorder_NoiseSkew", "original_glcm_NoiseContrast", "original_glszm_NoiseZones",
@@ -183,11 +189,11 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
     assert dom_run.returncode == 0, dom_run.stderr.decode(errors="replace")[-2000:]
     dom = _Dom()
     dom.feed(dom_run.stdout.decode("utf-8"))
-    # Rows including header rows: Table 1 = 3 header + mean + median; Table 2 = 2 header + 2 x (group + 5
+    # Rows including header rows: Table 1 = 3 header + lesions (n) + mean + median; Table 2 = 2 header + 2 x (group + 5
     # comparisons); Table 3 = header + 3 count sections x (group + 5 comparisons + "all") + 2 median sections x
     # (group + 5); per-feature table = 3 header + 11 features; Bland-Altman = header + 2 features x 2 lesion
     # types x 4 pairwise comparisons; missing summary = header + 2 x 5; missing detail = header + 1 reading.
-    expected_tables = {"table-1": 5, "table-2": 14, "table-3": 1 + 3 * 7 + 2 * 6, "table-features": 14,
+    expected_tables = {"table-1": 6, "table-2": 14, "table-3": 1 + 3 * 7 + 2 * 6, "table-features": 14,
                        "table-bland-altman": 17, "table-missing-summary": 11, "table-missing": 2}
     for table_id, rows in expected_tables.items():
         assert table_id in dom.tables, f"{table_id} missing from the rendered page"
@@ -201,17 +207,90 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
         width, height = _png_size(base64.b64decode(source.split(",", 1)[1]))
         assert width >= 400 and height >= 400, (figure_id, width, height)
 
+    # Layout as the browser computed it: a copy of the page with a probe script that writes the position
+    # and size of every table and figure into the DOM (the report itself carries no script).
+    probe = tmp_path / "probe.html"
+    script = (
+        "<script>window.addEventListener('load', () => { const out = {}; "
+        "document.querySelectorAll('table[id], img[id]').forEach(e => { const r = e.getBoundingClientRect(); "
+        "const c = e.parentElement.getBoundingClientRect(); "
+        "out[e.id] = {x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height, "
+        "natural: e.naturalWidth || 0, clip_x: c.left + scrollX, clip_w: c.width, "
+        "shown: e.closest('details:not([open])') === null}; }); out.page = {h: document.documentElement.scrollHeight}; "
+        "const pre = document.createElement('pre'); pre.id = 'layout'; pre.textContent = JSON.stringify(out); "
+        "document.body.appendChild(pre); });</script>")
+    probe.write_text((out / "report.html").read_text(encoding="utf-8").replace("</body>", script + "</body>"),
+                     encoding="utf-8")
+    layout_run = _run_chromium(browser, tmp_path / "profile-layout", "--window-size=1280,1000",
+                               "--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri())
+    assert layout_run.returncode == 0, layout_run.stderr.decode(errors="replace")[-2000:]
+    found = re.search(r'<pre id="layout">(.*?)</pre>', layout_run.stdout.decode("utf-8"), re.S)
+    assert found, "the layout probe did not run"
+    layout = json.loads(found.group(1).replace("&quot;", '"'))
+    for element_id in list(expected_tables) + ["figure-3", "figure-bland-altman-hematoma",
+                                                "figure-bland-altman-calcification"]:
+        box = layout[element_id]
+        assert box["w"] >= 200 and box["h"] >= 40, (element_id, box)
+        # Wide tables scroll inside their own box; nothing widens the page itself.
+        assert box["clip_x"] + box["clip_w"] <= 1280 + 1, f"{element_id} runs off the 1280-pixel page: {box}"
+    for figure_id in ("figure-3", "figure-bland-altman-hematoma", "figure-bland-altman-calcification"):
+        box = layout[figure_id]
+        assert box["natural"] > 0, f"{figure_id} was not decoded"
+        # Figures are drawn at FIGURE_DPI and shown at 96 CSS pixels per inch.
+        assert box["w"] == pytest.approx(box["natural"] * 96 / FIGURE_DPI, abs=1.5)
+
+    page_height = int(layout["page"]["h"])
     shot = tmp_path / "report.png"
-    shot_run = _run_chromium(browser, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,4000",
-                             url)
+    shot_run = _run_chromium(browser, tmp_path / "profile-shot", f"--screenshot={shot}", "--hide-scrollbars",
+                             f"--window-size=1280,{page_height}", url)
     assert shot_run.returncode == 0 and shot.is_file(), shot_run.stderr.decode(errors="replace")[-2000:]
     from matplotlib.image import imread
 
-    pixels = imread(shot)
-    assert pixels.shape[0] == 4000 and pixels.shape[1] == 1280
-    assert float(pixels[..., :3].var()) > 1e-3
-    # The page is not blank beyond its header either: the lower half holds tables and figures.
-    assert float(pixels[2000:, :, :3].var()) > 1e-3
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (page_height, 1280)
+    # Every table and figure is painted where the browser laid it out: its box is not blank (the
+    # per-feature table sits in a closed <details> until the reader opens it).
+    assert not layout["table-features"]["shown"]
+    for element_id in [e for e in expected_tables if e != "table-features"] + [
+            "figure-3", "figure-bland-altman-hematoma", "figure-bland-altman-calcification"]:
+        box = layout[element_id]
+        assert box["shown"], element_id
+        y0, x0 = int(box["y"]), int(box["x"])
+        crop = pixels[y0:y0 + int(box["h"]), x0:min(x0 + int(box["w"]), int(box["clip_x"] + box["clip_w"]))]
+        assert crop.size and float(crop.var()) > 1e-3, f"{element_id} is blank in the screenshot"
+    # The stable cells of Figure 3 show in the screenshot in the study's blue.
+    box = layout["figure-3"]
+    heatmap = pixels[int(box["y"]):int(box["y"] + box["h"]), int(box["x"]):int(box["x"] + box["w"])]
+    blue = np.array([int(STABLE_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    assert (np.abs(heatmap - blue).max(axis=-1) < 0.08).mean() > 0.01
+
+
+def _stable_rows_of_heatmap(png: bytes) -> int:
+    """Bands of rows with stable (blue) cells in the map area of a Figure 3 PNG."""
+    from matplotlib.image import imread
+
+    pixels = imread(io.BytesIO(png))[..., :3]
+    map_area = pixels[: pixels.shape[0] - int(1.0 * FIGURE_DPI)]          # the colour scale is below the map
+    blue = np.array([int(STABLE_COLOR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    rows = (np.abs(map_area - blue).max(axis=-1) < 0.02).sum(axis=1) > 100
+    return int(np.count_nonzero(np.diff(rows.astype(int)) == 1))
+
+
+def test_heatmap_marks_exactly_the_stable_features(written):
+    out, _outputs, _messages = written
+    # The three stable features lie in three different classes, so their cells form three bands of rows.
+    assert _stable_rows_of_heatmap((out / "figure3_heatmap.png").read_bytes()) == len(STABLE)
+
+
+def test_report_states_the_methods_and_counts_missing_readings(written):
+    out, _outputs, _messages = written
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "two-way random effects, absolute agreement, single measurement" in text
+    assert "BCa bootstrap" in text and "jackknife" in text and "Satterthwaite" in text
+    assert "CCC and ICC exceeded 0.85" in text
+    # hem03 lacks O2R2 of qsm_mean: counted in Table 2 and listed with its reason.
+    assert "40" not in re.findall(r"\((\d+) dropped\)", text) and "1 dropped" in text
+    assert "segment empty" in text
 
 
 def _parser():
@@ -244,3 +323,133 @@ def test_cli_names_the_file_and_the_missing_column(tmp_path):
     args = _parser().parse_args(["agreement", str(tmp_path / "absent.csv"), "-o", str(tmp_path / "out")])
     with pytest.raises(InputError, match="absent.csv does not exist"):
         args.handler(args)
+
+
+# ------------------------------------------------------------------------------------------------ CLI, bad input
+
+def _qsmrepro(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", *arguments], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def _bad_tables() -> dict[str, tuple[pd.DataFrame, str]]:
+    good = synthetic_features()
+    text = good.astype({"value": object})
+    text.loc[5, "value"] = "0.12 ppm"
+    duplicate = pd.concat([good, good.iloc[[10]]], ignore_index=True)
+    few = good[good["case_id"].isin(["hem00", "hem01", "cal00", "cal01"])]
+    constant = good.assign(value=0.25, reason="")
+    reading_text = good.astype({"reading": object})
+    reading_text.loc[3, "reading"] = "second"
+    return {
+        "text where numbers belong": (text, r"text where numbers belong in 1 row\(s\): row 7 .*'0\.12 ppm'"),
+        "duplicate rows": (duplicate, r"2 rows repeat the same case, lesion, observer, reading and feature"),
+        "fewer than three subjects": (few, r"too few lesions to measure agreement \(hematoma: 2, "
+                                           r"calcification: 2\)"),
+        "zero variance": (constant, r"no agreement statistic could be computed for any feature; .*same value"),
+        "text in the reading column": (reading_text, r"column 'reading' must hold whole numbers"),
+        "missing column": (good.drop(columns="lesion_type"), r"missing column\(s\) 'lesion_type'"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_bad_tables()))
+def test_cli_rejects_bad_input_in_one_line_and_writes_nothing(kind, tmp_path):
+    table, message = _bad_tables()[kind]
+    features = tmp_path / "features.csv"
+    table.to_csv(features, index=False)
+    result = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("qsmrepro: error: ") and str(features) in lines[0]
+    assert re.search(message, lines[0]), lines[0]
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.csv"]
+
+
+@pytest.mark.parametrize("kind", list(_bad_tables()))
+def test_api_rejects_the_same_bad_input_with_an_agreement_error(kind, tmp_path):
+    table, message = _bad_tables()[kind]
+    with pytest.raises(AgreementError, match=message):
+        write_report(table, tmp_path / "report", source="features.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"), ("", "is empty"), ("\x00\x01\x02\xff\xfe", "cannot read feature table|missing column"),
+])
+def test_cli_names_an_unreadable_feature_file(content, message, tmp_path):
+    features = tmp_path / "features.csv"
+    if content is not None:
+        features.write_bytes(content.encode("latin-1"))
+    result = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert re.search(message, result.stderr) and "Traceback" not in result.stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_cli_states_the_chosen_icc_form_and_threshold(tmp_path):
+    features = tmp_path / "features.csv"
+    synthetic_features(1).to_csv(features, index=False)
+    result = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), "--icc-form", "C,1",
+                       "--threshold", "0.9", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str((tmp_path / "report" / "report.html").resolve())
+    text = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "two-way, consistency, single measurement (ICC(C,1)" in text
+    assert "CCC and ICC exceeded 0.9." in text and "ICC (C,1)" in text
+    fa = pd.read_csv(tmp_path / "report" / "feature_agreement.csv")
+    assert ((fa["ccc"] > 0.9) & (fa["icc"] > 0.9)).eq(fa["stable"]).all()
+    # The ICC column is ICC(C,1): O1 (observer_a, first in sorted order) intra of qsm_mean in haematomas.
+    table = synthetic_features(1)
+    part = table[(table["feature"] == "qsm_mean") & (table["lesion_type"] == "hematoma")
+                 & (table["observer"] == "observer_a")]
+    matrix = part.pivot(index="case_id", columns="reading", values="value").dropna().to_numpy()
+    row = fa[(fa["feature"] == "qsm_mean") & (fa["lesion_type"] == "hematoma") & (fa["comparison"] == "O1 intra")]
+    assert row["icc"].iloc[0] == pytest.approx(ag.icc(matrix, "C,1").value, abs=1e-12)
+    assert row["icc"].iloc[0] != pytest.approx(ag.icc(matrix, "A,1").value, abs=1e-9)
+    bad = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "other"), "--icc-form", "2,1", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: '2,1'" in bad.stderr and not (tmp_path / "other").exists()
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+def test_failed_or_cancelled_report_leaves_an_existing_folder_untouched(tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "features.csv").write_text("kept")
+    (out / "report.html").write_text("previous report")
+    calls = []
+
+    def cancel_late(fraction, message):
+        calls.append(fraction)
+        return fraction < 0.9
+
+    with pytest.raises(Cancelled):
+        write_report(synthetic_features(), out, progress=cancel_late)
+    assert max(calls) >= 0.9
+    with pytest.raises(AgreementError):
+        write_report(synthetic_features().assign(value=1.0), out)
+    assert sorted(p.name for p in out.iterdir()) == ["features.csv", "report.html"]
+    assert (out / "report.html").read_text() == "previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]          # no staging folder left
+
+
+def test_report_into_an_existing_folder_keeps_other_files_and_uses_normal_permissions(tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "features.csv").write_text("kept")
+    outputs = write_report(synthetic_features(), out)
+    assert (out / "features.csv").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in outputs.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_report_path_that_is_a_file_is_an_input_error(tmp_path):
+    target = tmp_path / "report"
+    target.write_text("a file")
+    with pytest.raises(InputError, match="exists and is not a folder"):
+        write_report(synthetic_features(), target)
