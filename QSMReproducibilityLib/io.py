@@ -127,9 +127,13 @@ def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stack_echoes(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Decompression releases the GIL: read the echoes' files in parallel.
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+        loaded = list(pool.map(_load_nifti, paths))
     arrays, affine = [], None
-    for p in paths:
-        data, aff = _load_nifti(p)
+    for p, (data, aff) in zip(paths, loaded):
         if data.ndim == 3:
             data = data[..., None]
         if data.ndim != 4:

@@ -51,6 +51,12 @@ def vsharp(
     mask = mask.astype(bool)
     if not mask.any():
         raise ReconstructionError("the brain mask is empty; choose a lower mask threshold")
+    from .inversion import mask_bounding_box
+
+    # Only the mask's bounding box carries information: solve there, padded by the largest radius.
+    box = mask_bounding_box(mask)
+    full_shape = total_field.shape
+    total_field, mask = total_field[box], mask[box]
     radii = sorted((float(r) for r in radii_mm), reverse=True)
     shape = total_field.shape
     pad_vox = [int(np.ceil(radii[0] / float(v))) + 1 for v in voxel_size_mm]
@@ -80,4 +86,8 @@ def vsharp(
     inverse = np.where(np.abs(kernel) > threshold, 1.0 / np.where(kernel == 0, 1, kernel), 0.0).astype(np.float32)
     local = kernels.irfftn(kernels.rfftn(local) * inverse, grid) * done
     report(progress, 1.0, "V-SHARP done")
-    return LocalField(kernels.crop(local, shape).astype(np.float32), kernels.crop(done, shape))
+    local_full = np.zeros(full_shape, np.float32)
+    done_full = np.zeros(full_shape, bool)
+    local_full[box] = kernels.crop(local, shape)
+    done_full[box] = kernels.crop(done, shape)
+    return LocalField(local_full, done_full)

@@ -35,15 +35,16 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray, te_s) -> FieldFi
     if unwrapped_rad.shape[-1] == 1:
         field = unwrapped_rad[..., 0] / (2 * np.pi * te_s[0])
         return FieldFit(field.astype(np.float32), np.zeros(field.shape, np.float32))
-    w = magnitude.astype(np.float64) ** 2
-    sw = w.sum(-1)
-    sw = np.where(sw > 0, sw, 1.0)
-    st = (w * te_s).sum(-1)
-    stt = (w * te_s**2).sum(-1)
-    sp = (w * unwrapped_rad).sum(-1)
-    stp = (w * unwrapped_rad * te_s).sum(-1)
-    denom = sw * stt - st**2
-    denom = np.where(np.abs(denom) > 0, denom, np.inf)
+    # Weighted sums over echoes as matrix products over the last axis (float32 storage, float64 sums).
+    w = np.square(magnitude, dtype=np.float32)
+    basis = np.stack([np.ones_like(te_s), te_s, te_s**2]).T.astype(np.float32)  # (E, 3)
+    sw, st, stt = np.moveaxis(w @ basis, -1, 0)
+    w *= unwrapped_rad
+    sp, stp = np.moveaxis(w @ basis[:, :2], -1, 0)
+    del w
+    sw = np.where(sw > 0, sw, np.float32(1.0))
+    denom = sw * stt - st * st
+    denom = np.where(np.abs(denom) > 0, denom, np.float32(np.inf))
     slope = (sw * stp - st * sp) / denom
     intercept = (sp - slope * st) / sw
     return FieldFit((slope / (2 * np.pi)).astype(np.float32), intercept.astype(np.float32))

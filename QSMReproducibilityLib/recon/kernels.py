@@ -74,15 +74,19 @@ def dipole_kernel(shape, voxel_size_mm, b0_dir=(0.0, 0.0, 1.0), real: bool = Tru
 
 
 def sphere_kernel(shape, voxel_size_mm, radius_mm: float) -> np.ndarray:
-    """Normalised spherical mean value (SMV) kernel in image space, centred at index 0 (FFT origin)."""
-    coords = []
-    for n, d in zip(shape, voxel_size_mm):
-        idx = np.arange(n)
-        idx = np.where(idx > n // 2, idx - n, idx)
-        coords.append(idx * float(d))
-    x, y, z = np.meshgrid(*coords, indexing="ij", sparse=True)
-    ball = (x**2 + y**2 + z**2) <= radius_mm**2
-    return (ball / ball.sum()).astype(np.float32)
+    """Normalised spherical mean value (SMV) kernel in image space, centred at index 0 (FFT origin).
+
+    The ball is built in its own small box and placed with wrap-around indices, so the cost does not
+    grow with the grid.
+    """
+    half = [min(int(np.floor(radius_mm / float(d))), (n - 1) // 2) for n, d in zip(shape, voxel_size_mm)]
+    offsets = [np.arange(-h, h + 1) for h in half]
+    x, y, z = np.meshgrid(*[o * float(d) for o, d in zip(offsets, voxel_size_mm)], indexing="ij", sparse=True)
+    ball = ((x**2 + y**2 + z**2) <= radius_mm**2).astype(np.float32)
+    ball /= ball.sum()
+    kernel = np.zeros(shape, np.float32)
+    kernel[np.ix_(*[o % n for o, n in zip(offsets, shape)])] = ball
+    return kernel
 
 
 def smv_kernel_k(shape, voxel_size_mm, radius_mm: float) -> np.ndarray:

@@ -55,7 +55,12 @@ def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, pad_voxels: int = STI
 
 def congruent(wrapped_rad: np.ndarray, estimate_rad: np.ndarray) -> np.ndarray:
     """The phase congruent with ``wrapped_rad`` closest to ``estimate_rad``: φ + 2π·round((ψ − φ)/2π)."""
-    return (wrapped_rad + 2 * np.pi * np.round((estimate_rad - wrapped_rad) / (2 * np.pi))).astype(np.float32)
+    turns = np.subtract(estimate_rad, wrapped_rad, dtype=np.float32)
+    turns *= np.float32(1 / (2 * np.pi))
+    np.round(turns, out=turns)
+    turns *= np.float32(2 * np.pi)
+    turns += wrapped_rad
+    return turns
 
 
 def unwrap_spatial(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
@@ -87,7 +92,9 @@ def unwrap_multi_echo(
 
     Returns
     -------
-    (X, Y, Z, E) float32 array of unwrapped phase in radians. A single echo is unwrapped spatially
+    (X, Y, Z, E) float32 array of unwrapped phase in radians: every echo is congruent with the
+    measurement and consistent with the first echo, whose own multiple of 2π is left as measured (it
+    shifts the fitted phase offset, never the field). A single echo is unwrapped spatially
     (:func:`unwrap_spatial`).
     """
     te_s = np.asarray(te_s, dtype=np.float64)
@@ -97,29 +104,32 @@ def unwrap_multi_echo(
         return unwrap_spatial(phase_rad[..., 0], voxel_size_mm)[..., None]
 
     report(progress, 0.0, "estimating field from echo differences")
+    # Echo-first contiguous copies: per-echo slices of (X, Y, Z, E) arrays are strided and slow.
+    phase = np.ascontiguousarray(np.moveaxis(phase_rad, -1, 0), dtype=np.float32)
+    mag = np.ascontiguousarray(np.moveaxis(magnitude, -1, 0), dtype=np.float32)
     spacing = np.diff(te_s)
     delta_te = float(spacing.min())
     uniform = np.allclose(spacing, delta_te, rtol=1e-3)
     pairs = range(n_echoes - 1) if uniform else [int(np.argmin(spacing))]
-    hermitian = np.zeros(phase_rad.shape[:3], dtype=np.complex64)
+    re = np.zeros(phase.shape[1:], np.float32)
+    im = np.zeros(phase.shape[1:], np.float32)
     for e in pairs:
-        hermitian += (magnitude[..., e] * magnitude[..., e + 1]) * np.exp(
-            1j * (phase_rad[..., e + 1] - phase_rad[..., e])
-        ).astype(np.complex64)
-    delta_phase = np.angle(hermitian).astype(np.float32)
+        step = phase[e + 1] - phase[e]
+        weight = mag[e] * mag[e + 1]
+        re += weight * np.cos(step)
+        im += weight * np.sin(step)
+    delta_phase = np.arctan2(im, re)
     report(progress, 0.4, "unwrapping the echo-difference phase")
     delta_phase = unwrap_spatial(delta_phase, voxel_size_mm)
-    omega_rad_per_s = delta_phase / delta_te
+    omega_rad_per_s = delta_phase / np.float32(delta_te)
 
     report(progress, 0.7, "unwrapping each echo against the field estimate")
-    residual = np.zeros(phase_rad.shape[:3], dtype=np.complex64)
-    for e in range(n_echoes):
-        residual += magnitude[..., e] * np.exp(1j * (phase_rad[..., e] - omega_rad_per_s * te_s[e])).astype(
-            np.complex64
-        )
-    offset_rad = np.angle(residual).astype(np.float32)
-    unwrapped = np.empty(phase_rad.shape, dtype=np.float32)
-    for e in range(n_echoes):
-        unwrapped[..., e] = congruent(phase_rad[..., e], offset_rad + omega_rad_per_s * te_s[e])
+    # Predict every echo from the first: φ_e ≈ φ_1 + ω(TE_e − TE_1). A wrap of φ_1 itself shifts all
+    # echoes of that voxel by the same 2π, which moves the fitted intercept, never the field.
+    del re, im, mag
+    first = phase[0].copy()
+    for e in range(1, n_echoes):
+        phase[e] = congruent(phase[e], first + omega_rad_per_s * np.float32(te_s[e] - te_s[0]))
+    unwrapped = np.ascontiguousarray(np.moveaxis(phase, 0, -1))
     report(progress, 1.0, "unwrapping done")
     return unwrapped
