@@ -35,7 +35,8 @@ def _cmd_reconstruct(args) -> int:
     with ConsoleProgress("reconstruct") as bar:
         result = reconstruct_path(
             args.input, args.output, mask_out=args.save_mask, field_out=args.save_field,
-            magnitude=args.magnitude, phase=args.phase, te_s=args.te, b0_tesla=args.b0, params=params,
+            magnitude=args.magnitude, phase=args.phase, te_s=args.te, b0_tesla=args.b0, b0_dir=args.b0_dir,
+            params=params,
             user_mask_path=args.mask, progress=bar,
         )
     for note in result.notes:
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--phase", nargs="+", help="phase NIfTI: one 4-D file or one 3-D file per echo")
     rec.add_argument("--te", type=float, nargs="+", help="echo times in seconds (override or supply)")
     rec.add_argument("--b0", type=float, default=None, help="field strength in tesla (default: sidecar, else 3)")
+    rec.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                     help="B0 direction in the voxel frame (default: from the sidecar's B0_dir, else the affine)")
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
     rec.add_argument("--method", default="star", choices=("star", "tv", "tikhonov", "tkd"))
     rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))

@@ -36,6 +36,8 @@ class GreSeries:
     b0_tesla : main field strength in tesla.
     affine : 4×4 voxel→RAS matrix in mm.
     source : a short description of where the data came from (for messages and provenance).
+    b0_dir_voxel : the B0 direction in the voxel frame when it is known explicitly (a ``B0_dir``
+        sidecar entry, as qsm-forward writes, or ``--b0-dir``); otherwise it follows from the affine.
     """
 
     magnitude: np.ndarray
@@ -44,6 +46,7 @@ class GreSeries:
     b0_tesla: float
     affine: np.ndarray
     source: str = ""
+    b0_dir_voxel: tuple[float, float, float] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -59,6 +62,9 @@ class GreSeries:
 
     @property
     def b0_dir(self) -> np.ndarray:
+        if self.b0_dir_voxel is not None:
+            direction = np.asarray(self.b0_dir_voxel, dtype=float)
+            return direction / np.linalg.norm(direction)
         return b0_direction_voxel(self.affine)
 
 
@@ -82,10 +88,10 @@ def phase_to_radians(phase: np.ndarray, name: str) -> np.ndarray:
     """Scale stored phase to radians: radians as is, Siemens −4096…4095 by π/4096, other ranges linearly."""
     lo, hi = float(np.min(phase)), float(np.max(phase))
     if lo >= -np.pi - 1e-3 and hi <= np.pi + 1e-3:
-        return phase.astype(np.float32)
+        return np.asarray(phase, dtype=np.float32)
     if lo >= SIEMENS_PHASE_RANGE[0] - 0.5 and hi <= SIEMENS_PHASE_RANGE[1] + 0.5 and hi - lo > 100:
         log.warning("%s: phase in Siemens units (%g…%g); scaled to radians by π/4096", name, lo, hi)
-        return (phase * (np.pi / 4096.0)).astype(np.float32)
+        return np.multiply(phase, np.float32(np.pi / 4096.0), dtype=np.float32)
     log.warning("%s: phase range %g…%g is neither radians nor Siemens units; rescaled linearly to −π…π", name, lo, hi)
     return ((phase - lo) / (hi - lo) * 2 * np.pi - np.pi).astype(np.float32)
 
@@ -108,7 +114,7 @@ def validate_gre(magnitude, phase, te_s, affine_mag, affine_phase, name: str) ->
     if np.any(np.diff(te_s) <= 0):
         raise InputError(f"{name}: echo times must increase, got {te_s.tolist()}")
     for label, arr in (("magnitude", magnitude), ("phase", phase)):
-        if not np.all(np.isfinite(arr)):
+        if not np.isfinite(np.sum(arr, dtype=np.float64)):  # one pass, no temporary mask
             raise InputError(f"{name}: the {label} contains NaN or infinite values")
     if not np.any(magnitude):
         raise InputError(f"{name}: the magnitude is zero everywhere")
@@ -127,23 +133,38 @@ def _load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stack_echoes(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Echoes of one or more NIfTI files stacked as (X, Y, Z, E) float32, filled in place."""
     from concurrent.futures import ThreadPoolExecutor
 
-    # Decompression releases the GIL: read the echoes' files in parallel.
-    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
-        loaded = list(pool.map(_load_nifti, paths))
-    arrays, affine = [], None
-    for p, (data, aff) in zip(paths, loaded):
-        if data.ndim == 3:
-            data = data[..., None]
-        if data.ndim != 4:
-            raise InputError(f"{p}: expected a 3-D or 4-D volume, got {data.ndim} dimensions")
-        if affine is None:
-            affine = aff
-        elif not np.allclose(aff, affine, atol=1e-3) or data.shape[:3] != arrays[0].shape[:3]:
+    headers = []
+    for p in paths:
+        try:
+            img = nib.load(str(p))
+        except FileNotFoundError:
+            raise InputError(f"{p}: file not found") from None
+        except Exception as exc:  # nibabel raises several types for unreadable files
+            raise InputError(f"{p}: not a readable NIfTI file ({exc})") from None
+        if len(img.shape) not in (3, 4):
+            raise InputError(f"{p}: expected a 3-D or 4-D volume, got {len(img.shape)} dimensions")
+        if headers and (img.shape[:3] != headers[0][1].shape[:3] or not np.allclose(img.affine, headers[0][1].affine, atol=1e-3)):
             raise InputError(f"{p}: its grid differs from {paths[0].name}")
-        arrays.append(data)
-    return np.concatenate(arrays, axis=3), affine
+        headers.append((p, img))
+    counts = [img.shape[3] if len(img.shape) == 4 else 1 for _, img in headers]
+    out = np.empty(tuple(headers[0][1].shape[:3]) + (sum(counts),), np.float32)
+    starts = np.cumsum([0] + counts[:-1])
+
+    def fill(item):
+        (p, img), start, count = item
+        try:
+            data = np.asarray(img.dataobj, dtype=np.float32)
+        except Exception as exc:
+            raise InputError(f"{p}: the image data cannot be read ({exc})") from None
+        out[..., start:start + count] = data.reshape(data.shape[:3] + (count,))
+
+    # Decompression and copying release the GIL: read the echoes' files in parallel.
+    with ThreadPoolExecutor(max_workers=min(len(headers), os.cpu_count() or 1)) as pool:
+        list(pool.map(fill, zip(headers, starts, counts)))
+    return out, headers[0][1].affine
 
 
 def load_nifti_gre(magnitude_paths, phase_paths, te_s, b0_tesla: float = 3.0) -> GreSeries:
@@ -172,7 +193,9 @@ def _sidecar(nifti: Path) -> dict:
 def load_bids_anat(anat_dir, te_s=None, b0_tesla: float | None = None) -> GreSeries:
     """A BIDS ``anat`` folder of ``*_echo-N_part-{mag,phase}_MEGRE.nii[.gz]`` with JSON sidecars.
 
-    EchoTime (s) and MagneticFieldStrength (T) come from the sidecars unless ``te_s``/``b0_tesla`` are given.
+    EchoTime (s) and MagneticFieldStrength (T) come from the sidecars unless ``te_s``/``b0_tesla`` are
+    given; a ``B0_dir`` entry (the B0 direction in the voxel frame, as qsm-forward writes it) is used
+    instead of the direction implied by the affine.
     """
     anat_dir = Path(anat_dir)
     if not anat_dir.is_dir():
@@ -205,7 +228,17 @@ def load_bids_anat(anat_dir, te_s=None, b0_tesla: float | None = None) -> GreSer
     if b0_tesla is None:
         b0_tesla = float(sidecars[0].get("MagneticFieldStrength", 3.0))
     series = load_nifti_gre(mag_paths, pha_paths, te_s, b0_tesla)
-    return GreSeries(series.magnitude, series.phase_rad, series.te_s, series.b0_tesla, series.affine, str(anat_dir))
+    b0_dir = sidecars[0].get("B0_dir")
+    if b0_dir is not None:
+        try:
+            b0_dir = tuple(float(v) for v in b0_dir)
+            if len(b0_dir) != 3 or not np.linalg.norm(b0_dir) > 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise InputError(f"{anat_dir}: B0_dir in the sidecar of {mag_paths[0].name} is not a 3-vector") from None
+        log.info("%s: B0 direction %s (voxel frame) from the sidecar", anat_dir, b0_dir)
+    return GreSeries(series.magnitude, series.phase_rad, series.te_s, series.b0_tesla, series.affine, str(anat_dir),
+                     b0_dir_voxel=b0_dir)
 
 
 def load_gre(input_path, te_s=None, b0_tesla: float | None = None) -> GreSeries:

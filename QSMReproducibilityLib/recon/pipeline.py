@@ -8,6 +8,7 @@ referencing happens per reading (each observer draws CSF), so :func:`reconstruct
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ def reconstruct_path(
     phase=None,
     te_s=None,
     b0_tesla: float | None = None,
+    b0_dir=None,
     method: str = "star",
     params: ReconParams | None = None,
     user_mask_path=None,
@@ -173,6 +175,10 @@ def reconstruct_path(
         gre = load_nifti_gre(magnitude, phase, te_s, 3.0 if b0_tesla is None else b0_tesla)
     else:
         raise InputError("give an input folder (BIDS anat or DICOM) or --magnitude and --phase NIfTI files")
+    if b0_dir is not None:
+        if len(b0_dir) != 3 or not np.linalg.norm(b0_dir) > 0:
+            raise InputError(f"the B0 direction must be three numbers, not all zero; got {list(b0_dir)}")
+        gre = dataclasses.replace(gre, b0_dir_voxel=tuple(float(v) for v in b0_dir))
     user_mask = None
     if user_mask_path is not None:
         user_mask = load_volume(user_mask_path)[0] > 0.5

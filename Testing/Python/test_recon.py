@@ -149,3 +149,50 @@ def test_phantom_field_agrees_with_qsm_forward():
     ours_c, theirs_c = ours - ours[brain].mean(), theirs - theirs[brain].mean()
     rel = np.linalg.norm(ours_c[brain] - theirs_c[brain]) / np.linalg.norm(theirs_c[brain])
     assert rel < 0.01
+
+
+def _small_case(tmp_path, **kwargs):
+    from QSMReproducibilityLib import phantom
+
+    return phantom.simulate_case("T1", "calcification", seed=2, out_dir=tmp_path, shape=(64, 64, 16), **kwargs)
+
+
+def test_single_echo_reconstructs_and_says_so(tmp_path):
+    from QSMReproducibilityLib.io import load_gre
+    from QSMReproducibilityLib.recon import pipeline
+
+    gre = load_gre(_small_case(tmp_path, te_s=(0.02,)).anat_dir)
+    result = pipeline.reconstruct(gre, pipeline.ReconParams(method="tkd"))
+    assert gre.n_echoes == 1 and any("single echo" in note for note in result.notes)
+    assert np.isfinite(result.chi_ppm).all() and np.abs(result.chi_ppm).max() > 0
+
+
+def test_every_stage_reports_progress_and_can_be_cancelled(tmp_path):
+    from QSMReproducibilityLib.errors import Cancelled
+    from QSMReproducibilityLib.io import load_gre
+    from QSMReproducibilityLib.recon import pipeline
+
+    gre = load_gre(_small_case(tmp_path).anat_dir)
+    seen = []
+    pipeline.reconstruct(gre, progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    messages = " ".join(m for _, m in seen)
+    for stage in ("unwrapping", "field", "mask", "V-SHARP", "iteration"):
+        assert stage in messages
+    for stop_at in ("unwrapping", "V-SHARP", "iteration"):
+        with pytest.raises(Cancelled):
+            pipeline.reconstruct(gre, progress=lambda f, m, s=stop_at: s not in m)
+
+
+def test_empty_user_mask_is_refused_and_nothing_is_written(tmp_path):
+    from QSMReproducibilityLib.errors import InputError
+    from QSMReproducibilityLib.io import save_nifti
+    from QSMReproducibilityLib.recon import pipeline
+
+    case = _small_case(tmp_path / "case")
+    empty = save_nifti(tmp_path / "empty_mask.nii.gz", np.zeros((64, 64, 16), np.uint8), case.affine)
+    out = tmp_path / "qsm.nii.gz"
+    with pytest.raises(InputError, match="mask is empty"):
+        pipeline.reconstruct_path(case.anat_dir, out, user_mask_path=empty)
+    assert not out.exists()

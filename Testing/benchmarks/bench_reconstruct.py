@@ -32,7 +32,7 @@ def main() -> int:
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="qsm-bench-"))
     t = time.perf_counter()
-    case = phantom.simulate_case("BENCH", "hematoma", seed=1, out_dir=work / "case", full_fov=True, compress=True)
+    case = phantom.simulate_case("BENCH", "hematoma", seed=1, out_dir=work / "case", full_fov=True)
     print(f"simulated {phantom.FULL_FOV_SHAPE} x {len(phantom.STUDY_TE_S)} echoes in {time.perf_counter() - t:.1f} s")
 
     # Baseline measured in this run: one real-to-complex FFT pair on the inversion's padded grid.
