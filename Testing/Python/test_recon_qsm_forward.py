@@ -35,7 +35,7 @@ def _qsm_forward(tmp_path, b0_dir):
 def test_star_qsm_on_qsm_forward_cylinders(tmp_path, tilt_deg):
     tilt = np.deg2rad(tilt_deg)
     bids = _qsm_forward(tmp_path, (0.0, np.sin(tilt), np.cos(tilt)))
-    qsm, mask = tmp_path / "qsm.nii.gz", tmp_path / "mask.nii.gz"
+    qsm = tmp_path / "qsm.nii.gz"
     field = tmp_path / "local_field.nii.gz"
     proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", str(bids / "sub-1" / "anat"),
                            "-o", str(qsm), "--save-field", str(field)], capture_output=True, text=True)
