@@ -13,11 +13,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LinearSegmentedColormap, to_rgb
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.transforms import blended_transform_factory
 
 from .agreement import COMPARISONS, RADIOMICS_CLASSES
 
@@ -29,7 +24,7 @@ LESION_LABELS = {"hematoma": "Dissecting intramural hematoma", "calcification": 
 
 STABLE_COLOR = "#1f63b4"
 MISSING_COLOR = "#f2d4cf"
-_VALUE_CMAP = LinearSegmentedColormap.from_list("agreement", ["#ffffff", "#d9dde3", "#8a94a3", "#2e3440"])
+_VALUE_COLORS = ["#ffffff", "#d9dde3", "#8a94a3", "#2e3440"]
 FIGURE_DPI = 200
 """Resolution of the PNG figures; the HTML report shows them at 96 CSS pixels per inch."""
 _MINUS = "\u2212"
@@ -46,7 +41,9 @@ def feature_label(feature: str) -> str:
     return parts[2] if len(parts) == 3 else feature
 
 
-def _png(figure: Figure) -> bytes:
+def _png(figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(figure)
     figure.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
@@ -84,6 +81,12 @@ def heatmap_png(feature_agreement: pd.DataFrame, lesion_types: Sequence[str], th
     bytes
         PNG image (``FIGURE_DPI`` dots per inch).
     """
+    from matplotlib.colors import LinearSegmentedColormap, to_rgb
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory
+
+    value_cmap = LinearSegmentedColormap.from_list("agreement", _VALUE_COLORS)
     radiomic = feature_agreement[feature_agreement["feature_class"].isin(RADIOMICS_CLASSES)]
     features = list(dict.fromkeys(radiomic["feature"]))
     classes = [radiomic.loc[radiomic["feature"] == f, "feature_class"].iloc[0] for f in features]
@@ -116,7 +119,7 @@ def heatmap_png(feature_agreement: pd.DataFrame, lesion_types: Sequence[str], th
                row_in * n_rows / height_in)
     ax = figure.add_axes(map_box)
     # One RGB image: grey by value, blue where stable, pale red where not computable.
-    cells = _VALUE_CMAP(np.clip(np.nan_to_num(values, nan=0.0), 0, 1))[..., :3]
+    cells = value_cmap(np.clip(np.nan_to_num(values, nan=0.0), 0, 1))[..., :3]
     cells[stable] = to_rgb(STABLE_COLOR)
     cells[np.isnan(values)] = to_rgb(MISSING_COLOR)
     ax.imshow(cells, aspect="auto", interpolation="nearest")
@@ -176,7 +179,7 @@ def heatmap_png(feature_agreement: pd.DataFrame, lesion_types: Sequence[str], th
     # Colour scale with the threshold, and the legend, below the map.
     cax = figure.add_axes((left_in / width_in, 0.42 / height_in, 3.0 / width_in, 0.14 / height_in))
     gradient = np.linspace(0, 1, 256)[None, :]
-    cax.imshow(gradient, cmap=_VALUE_CMAP, aspect="auto", extent=(0, 1, 0, 1))
+    cax.imshow(gradient, cmap=value_cmap, aspect="auto", extent=(0, 1, 0, 1))
     cax.axvline(threshold, color=STABLE_COLOR, linewidth=1.6) if 0 <= threshold <= 1 else None
     cax.set_yticks([])
     ticks = [0, 0.25, 0.5, 0.75, 1.0]
@@ -219,6 +222,8 @@ def bland_altman_png(wide: pd.DataFrame, bland_table: pd.DataFrame, lesion_type:
     bytes
         PNG image (``FIGURE_DPI`` dots per inch).
     """
+    from matplotlib.figure import Figure
+
     pairwise = [c for c in COMPARISONS if c.pairwise]
     figure = Figure(figsize=(10.5, 8.2))
     grid = figure.add_gridspec(2, 2, left=0.085, right=0.895, bottom=0.075, top=0.885, wspace=0.42, hspace=0.42)

@@ -77,28 +77,7 @@ def reconstruct(
     notes = []
     t0 = time.perf_counter()
 
-    report(progress, 0.0, "unwrapping phase")
-    if gre.n_echoes == 1:
-        notes.append("single echo: spatial unwrapping (Laplacian + congruence), field = φ/(2π·TE)")
-    if params.unwrap == "laplacian":
-        unwrapped = np.stack(
-            [unwrap.laplacian_unwrap(gre.phase_rad[..., e], vox) for e in range(gre.n_echoes)], axis=3
-        )
-        notes.append("Laplacian unwrapping (STI-compatible, not congruent)")
-    else:
-        unwrapped = unwrap.unwrap_multi_echo(
-            gre.phase_rad, gre.magnitude, gre.te_s, vox, progress=sub_progress(progress, 0.0, 0.15)
-        )
-    seconds["unwrap"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    report(progress, 0.15, "fitting the field over echoes")
-    fit = echoes.fit_field(unwrapped, gre.magnitude, gre.te_s)
-    total_ppm = fit.field_hz / hz_per_ppm(gre.b0_tesla)
-    seconds["echo_fit"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report(progress, 0.2, "computing the brain mask")
+    report(progress, 0.0, "computing the brain mask")
     fractions = masks.STUDY_FRACTIONS
     if user_mask is not None:
         user_mask = np.asarray(user_mask, bool)
@@ -116,11 +95,35 @@ def reconstruct(
         if not brain.any():
             raise ReconstructionError(f"candidate mask {index} (threshold {fractions[index]}) is empty")
         notes.append(f"mask candidate {index} (threshold fraction {fractions[index]:.2f})")
-    seconds["mask"] = time.perf_counter() - t
+    seconds["mask"] = time.perf_counter() - t0
+
+    # Everything after the mask works on its bounding box (one voxel of margin): outside it there is
+    # no phase to use, and the box is often much smaller than the field of view.
+    box = _grow(inversion.mask_bounding_box(brain), gre.shape, margin=1)
+    magnitude, phase, brain_box = gre.magnitude[box], gre.phase_rad[box], brain[box]
+
+    t = time.perf_counter()
+    report(progress, 0.05, "unwrapping phase")
+    if gre.n_echoes == 1:
+        notes.append("single echo: spatial unwrapping (Laplacian + congruence), field = φ/(2π·TE)")
+    if params.unwrap == "laplacian":
+        unwrapped = np.stack([unwrap.laplacian_unwrap(phase[..., e], vox) for e in range(gre.n_echoes)], axis=3)
+        notes.append("Laplacian unwrapping (STI-compatible, not congruent)")
+    else:
+        unwrapped = unwrap.unwrap_multi_echo(phase, magnitude, gre.te_s, vox,
+                                             progress=sub_progress(progress, 0.05, 0.2))
+    seconds["unwrap"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report(progress, 0.2, "fitting the field over echoes")
+    fit = echoes.fit_field(unwrapped, magnitude, gre.te_s)
+    del unwrapped
+    total_ppm = fit.field_hz / np.float32(hz_per_ppm(gre.b0_tesla))
+    seconds["echo_fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
     local = background.vsharp(
-        total_ppm, brain, vox, params.vsharp_radii_mm, params.vsharp_threshold,
+        total_ppm, brain_box, vox, params.vsharp_radii_mm, params.vsharp_threshold,
         progress=sub_progress(progress, 0.25, 0.45),
     )
     seconds["background"] = time.perf_counter() - t
@@ -140,8 +143,19 @@ def reconstruct(
     seconds["inversion"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     report(progress, 1.0, "reconstruction done")
-    return ReconResult(chi, local.mask, brain, local.field, total_ppm, tuple(fractions), index, gre.affine, params,
-                       tuple(notes), seconds)
+    return ReconResult(_uncrop(chi, box, gre.shape), _uncrop(local.mask, box, gre.shape), brain,
+                       _uncrop(local.field, box, gre.shape), _uncrop(total_ppm, box, gre.shape), tuple(fractions),
+                       index, gre.affine, params, tuple(notes), seconds)
+
+
+def _grow(box, shape, margin: int):
+    return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape))
+
+
+def _uncrop(values: np.ndarray, box, shape) -> np.ndarray:
+    out = np.zeros(shape, values.dtype)
+    out[box] = values
+    return out
 
 
 def reconstruct_path(
