@@ -21,7 +21,7 @@ def _cmd_demo(args) -> int:
 
     with ConsoleProgress("demo") as bar:
         outputs = run_demo(args.output, n_cases=args.cases, seed=args.seed, method=args.method,
-                           workers=args.workers, progress=bar)
+                           workers=args.workers, full_fov=args.full_fov, progress=bar)
     print(f"Report: {Path(outputs['report_html']).resolve()}")
     print(f"Features: {Path(outputs['features']).resolve()}")
     print(f"Study store: {Path(outputs['study']).resolve()}")
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--method", default="star", choices=("star", "tv", "tikhonov", "tkd"))
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    demo.add_argument("--full-fov", action="store_true",
+                      help="simulate the study's whole 320x240x70 matrix instead of a slab around V4 (slower)")
     demo.set_defaults(handler=_cmd_demo)
 
     rec = sub.add_parser("reconstruct", help="multi-echo GRE -> QSM (ppm)")

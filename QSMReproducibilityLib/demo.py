@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .progress import ProgressCallback, report, sub_progress
 
 STUDY_HEMATOMA_FRACTION = 36 / 61
+MIN_CASES = 5
 FIRST_READING_DATE = dt.datetime(2024, 1, 8, 9, 0, tzinfo=dt.timezone.utc)
 
 
@@ -31,12 +33,14 @@ class CaseTask:
     seed: int
     case_dir: str
     method: str
+    full_fov: bool = False
 
 
-def cohort(n_cases: int, seed: int, work_dir: Path, method: str = "star") -> list[CaseTask]:
+def cohort(n_cases: int, seed: int, work_dir: Path, method: str = "star", full_fov: bool = False) -> list[CaseTask]:
     """Case list in the study's proportions, with one independent seed per case."""
-    if n_cases < 2:
-        raise ValueError("the demo needs at least 2 cases (one of each lesion type)")
+    if n_cases < MIN_CASES:
+        raise InputError(f"the demo needs at least {MIN_CASES} cases (agreement statistics need 3 lesions of a "
+                         f"type), got {n_cases}")
     n_hem = min(n_cases - 1, max(1, round(n_cases * STUDY_HEMATOMA_FRACTION)))
     seeds = np.random.SeedSequence(seed).generate_state(n_cases)
     tasks = []
@@ -44,7 +48,7 @@ def cohort(n_cases: int, seed: int, work_dir: Path, method: str = "star") -> lis
         lesion_type = "hematoma" if i < n_hem else "calcification"
         number = i + 1 if i < n_hem else i - n_hem + 1
         case_id = f"{'H' if lesion_type == 'hematoma' else 'C'}{number:03d}"
-        tasks.append(CaseTask(case_id, lesion_type, int(seeds[i]), str(work_dir / case_id), method))
+        tasks.append(CaseTask(case_id, lesion_type, int(seeds[i]), str(work_dir / case_id), method, full_fov))
     return tasks
 
 
@@ -57,7 +61,8 @@ def simulate_and_read(task: CaseTask) -> dict:
     from .segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
 
     case_dir = Path(task.case_dir)
-    case = simulate_case(task.case_id, task.lesion_type, seed=task.seed, out_dir=case_dir / "gre")
+    case = simulate_case(task.case_id, task.lesion_type, seed=task.seed, out_dir=case_dir / "gre",
+                         full_fov=task.full_fov)
     qsm_path = case_dir / "qsm.nii.gz"
     mask_path = case_dir / "mask.nii.gz"
     reconstruct_path(case.anat_dir, qsm_path, mask_out=mask_path, method=task.method)
@@ -84,16 +89,16 @@ def simulate_and_read(task: CaseTask) -> dict:
 
 
 def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star", workers: int | None = None,
-             progress: ProgressCallback | None = None) -> dict[str, Path]:
+             full_fov: bool = False, progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Run the whole synthetic study into ``out_dir``; returns the paths of the outputs."""
     from .radiomics import extract_readings
     from .readings import Study
     from .report import write_report
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "phantom"
-    tasks = cohort(n_cases, seed, work, method)
+    tasks = cohort(n_cases, seed, work, method, full_fov)
+    out_dir.mkdir(parents=True, exist_ok=True)
     workers = workers or min(len(tasks), os.cpu_count() or 1)
     study_dir = out_dir / "study"
     if study_dir.exists():
@@ -121,7 +126,8 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
     features.to_csv(tmp, index=False)
     os.replace(tmp, features_path)
     report(progress, 0.92, "agreement statistics and report")
-    settings = {"cohort": f"synthetic, {n_cases} cases, seed {seed}", "QSM method": method,
+    settings = {"cohort": f"synthetic, {n_cases} cases, seed {seed}, "
+                          f"{'full field of view' if full_fov else 'slab around V4'}", "QSM method": method,
                 "readings": "2 simulated observers x 2 readings, imported with historical dates"}
     outputs = write_report(features, out_dir, settings=settings, progress=sub_progress(progress, 0.92, 1.0))
     outputs = {**outputs, "features": features_path, "study": study_dir}
