@@ -732,18 +732,29 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
     def setupPythonRequirements(self, skipInTesting: bool = True) -> None:
         """Install the library's missing Python packages (not PyRadiomics: see :meth:`radiomicsAvailable`).
 
-        ``slicer.packaging.pip_ensure`` (Slicer >= 5.11) asks before installing and lists what it installs;
-        on older Slicer the missing packages are listed in the log and installed with ``slicer.util.pip_install``.
+        On Slicer >= 5.11 ``slicer.pydeps.pip_ensure`` checks ``Resources/requirements.txt``, asks before
+        installing and lists what it installs; on older Slicer the missing packages are named in the status
+        bar and the log and installed with ``slicer.util.pip_install``.
         """
-        requirements = self.requirements()
-        try:
-            import slicer.packaging as packaging
-        except ImportError:
-            packaging = None
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(requirements, requester="QSMReproducibility", skip_in_testing=skipInTesting)
+        import importlib
+
+        pydeps = None
+        for name in ("slicer.pydeps", "slicer.packaging"):  # the module's name in Slicer 5.11+ and earlier previews
+            try:
+                pydeps = importlib.import_module(name)
+                break
+            except ImportError:
+                continue
+        if pydeps is not None and hasattr(pydeps, "pip_ensure"):
+            if hasattr(pydeps, "load_requirements"):
+                requirements = pydeps.load_requirements(_resourcePath(self.REQUIREMENTS_FILE))
+            else:
+                from packaging.requirements import Requirement
+
+                requirements = [Requirement(line) for line in self.requirements()]
+            pydeps.pip_ensure(requirements, requester="QSMReproducibility", skip_in_testing=skipInTesting)
             return
-        missing = [requirement for requirement in requirements if not _isInstalled(requirement)]
+        missing = [requirement for requirement in self.requirements() if not _isInstalled(requirement)]
         if not missing:
             return
         logging.info("QSMReproducibility: installing Python packages: %s", ", ".join(missing))
