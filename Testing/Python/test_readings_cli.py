@@ -27,6 +27,8 @@ from QSMReproducibilityLib.cli import main
 from QSMReproducibilityLib.phantom import CSF, LESION_LABEL, simulate_case
 from QSMReproducibilityLib.readings import Study
 
+from gre_dicom import write_dicom_gre
+
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT_COLUMNS = ["case_id", "lesion_id", "lesion_type", "observer", "reading", "feature", "value"]
 PATIENT_NAME = "DOE^JANE"
@@ -223,52 +225,10 @@ DICOM_IDENTIFIERS = {
 }
 
 
-def write_dicom_gre(anat_dir: Path, out_dir: Path) -> None:
-    """The phantom's BIDS echoes as one DICOM series per echo and part, as a scanner exports them."""
-    import SimpleITK as sitk
-
-    out_dir.mkdir(parents=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    series = 0
-    for mag_path in sorted(anat_dir.glob("*_part-mag_MEGRE.nii*")):
-        for part in ("mag", "phase"):
-            path = Path(str(mag_path).replace("part-mag", f"part-{part}"))
-            te_s = json.loads(Path(str(path).split(".nii")[0] + ".json").read_text())["EchoTime"]
-            image = nib.load(path)
-            data = image.get_fdata()
-            if part == "phase":  # Siemens stores phase as -4096...4095
-                stored, image_type = np.clip(np.round(data / np.pi * 4096), -4096, 4095), "ORIGINAL\\PRIMARY\\P\\ND"
-            else:
-                stored, image_type = np.round(data / data.max() * 4000), "ORIGINAL\\PRIMARY\\M\\ND"
-            lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ image.affine
-            spacing = np.linalg.norm(lps[:3, :3], axis=0)
-            direction = lps[:3, :3] / spacing
-            volume = sitk.GetImageFromArray(np.transpose(stored, (2, 1, 0)).astype(np.int16))
-            volume.SetSpacing(spacing.tolist())
-            volume.SetOrigin(lps[:3, 3].tolist())
-            volume.SetDirection(direction.ravel().tolist())
-            series += 1
-            for k in range(stored.shape[2]):
-                slice_ = volume[:, :, k]
-                tags = dict(DICOM_IDENTIFIERS)
-                tags.update({
-                    "0008|0060": "MR", "0008|0008": image_type, "0018|0081": f"{te_s * 1000:.2f}",
-                    "0018|0087": "3", "0018|0050": f"{spacing[2]:.4f}", "0020|0011": str(series),
-                    "0020|000e": f"{DICOM_IDENTIFIERS['0020|000d']}.{series}", "0020|0013": str(k + 1),
-                    "0020|0032": "\\".join(f"{v:.6f}" for v in volume.TransformIndexToPhysicalPoint((0, 0, k))),
-                    "0020|0037": "\\".join(f"{v:.6f}" for v in [*direction[:, 0], *direction[:, 1]]),
-                })
-                for key, value in tags.items():
-                    slice_.SetMetaData(key, value)
-                writer.SetFileName(str(out_dir / f"DOE_JANE_{series:02d}_{k:03d}.dcm"))
-                writer.Execute(slice_)
-
-
 def test_add_case_from_dicom_records_no_patient_identifiers(tmp_path, capsys):
     case = simulate_case("C7", "calcification", seed=2, out_dir=tmp_path / "raw", shape=(64, 64, 16))
     dicom_dir = tmp_path / "DOE_JANE" / "dicom"
-    write_dicom_gre(case.anat_dir, dicom_dir)
+    write_dicom_gre(case.anat_dir, dicom_dir, DICOM_IDENTIFIERS)
     root = tmp_path / "study"
     ok(capsys, "study", "init", root)
     code, add_out, _ = run(capsys, "study", "add-case", root, dicom_dir, "--case-id", "C7",
