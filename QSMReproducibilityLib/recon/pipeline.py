@@ -148,6 +148,38 @@ def reconstruct(
                        index, gre.affine, params, tuple(notes), seconds)
 
 
+def _write_sidecar(qsm_out, gre: GreSeries, result: ReconResult) -> None:
+    """BIDS-style JSON beside the QSM: how it was made (method, mask choice, B0, echoes, notes)."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .. import __version__
+
+    qsm_out = Path(qsm_out)
+    sidecar = qsm_out.with_name(qsm_out.name.split(".nii")[0] + ".json")
+    fraction = result.mask_fractions[result.mask_index] if result.mask_index >= 0 else None
+    info = {
+        "Units": "ppm", "Description": "magnetic susceptibility, not referenced (reference per reading to CSF)",
+        "Method": result.params.method, "Unwrapping": result.params.unwrap,
+        "MaskCandidate": result.mask_index if result.mask_index >= 0 else "user-supplied",
+        "MaskThresholdFraction": fraction,
+        "BackgroundRemoval": {"method": "V-SHARP", "radii_mm": list(result.params.vsharp_radii_mm),
+                              "threshold": result.params.vsharp_threshold},
+        "MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
+        "EchoTime": [float(t) for t in gre.te_s], "Notes": list(result.notes),
+        "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "Software": f"QSMReproducibilityLib {__version__}",
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", dir=sidecar.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(info, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, sidecar)
+
+
 def _grow(box, shape, margin: int):
     return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape))
 
@@ -201,6 +233,7 @@ def reconstruct_path(
     for note in result.notes:
         log.info("%s", note)
     save_nifti(qsm_out, result.chi_ppm, gre.affine, description=f"QSM chi ppm ({params.method})")
+    _write_sidecar(qsm_out, gre, result)
     if mask_out is not None:
         save_nifti(mask_out, result.brain_mask.astype(np.uint8), gre.affine, description="QSM brain mask")
     if field_out is not None:

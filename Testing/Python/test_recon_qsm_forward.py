@@ -5,6 +5,7 @@ qsm-forward (PyPI) writes a BIDS MEGRE dataset of cylinders with known χ; the s
 mean within 10 % of truth with the right sign.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,10 @@ def test_star_qsm_on_qsm_forward_cylinders(tmp_path, tilt_deg):
     proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", str(bids / "sub-1" / "anat"),
                            "-o", str(qsm), "--save-field", str(field)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    sidecar = json.loads((tmp_path / "qsm.json").read_text())
+    assert sidecar["Method"] == "star" and sidecar["Units"] == "ppm"
+    assert sidecar["EchoTime"] == pytest.approx([float(t) for t in STUDY_TE])
+    assert sidecar["B0DirectionVoxel"] == pytest.approx([0.0, np.sin(tilt), np.cos(tilt)], abs=1e-6)
     chi = nib.load(qsm).get_fdata()
     truth = nib.load(bids / "derivatives" / "qsm-forward" / "sub-1" / "anat" / "sub-1_Chimap.nii").get_fdata()
     img = nib.load(qsm)
