@@ -89,21 +89,25 @@ def tikhonov(local_ppm, mask, voxel_size_mm, b0_dir=(0, 0, 1), lambda_: float = 
     return (kernels.crop(chi, shape) * mask).astype(np.float32)
 
 
+def _periodic_slices(axis: int):
+    """Index tuples along ``axis``: (all but last, all but first, first, last)."""
+
+    def along(sl):
+        index = [slice(None)] * 3
+        index[axis] = sl
+        return tuple(index)
+
+    return along(slice(None, -1)), along(slice(1, None)), along(slice(0, 1)), along(slice(-1, None))
+
+
 def _gradient(x, voxel_size_mm, out=None):
     """Forward differences with periodic boundary, per mm; shape (3, X, Y, Z), written into ``out``."""
     if out is None:
         out = np.empty((3,) + x.shape, np.float32)
     for a in range(3):
-        lead = [slice(None)] * 3
-        lead[a] = slice(None, -1)
-        tail = [slice(None)] * 3
-        tail[a] = slice(1, None)
-        last = [slice(None)] * 3
-        last[a] = slice(-1, None)
-        first = [slice(None)] * 3
-        first[a] = slice(0, 1)
-        np.subtract(x[tuple(tail)], x[tuple(lead)], out=out[a][tuple(lead)])
-        np.subtract(x[tuple(first)], x[tuple(last)], out=out[a][tuple(last)])
+        lead, tail, first, last = _periodic_slices(a)
+        np.subtract(x[tail], x[lead], out=out[a][lead])
+        np.subtract(x[first], x[last], out=out[a][last])
         out[a] *= np.float32(1.0 / float(voxel_size_mm[a]))
     return out
 
@@ -115,16 +119,9 @@ def _gradient_adjoint(g, voxel_size_mm, out=None):
     out[...] = 0
     for a in range(3):
         scale = np.float32(1.0 / float(voxel_size_mm[a]))
-        lead = [slice(None)] * 3
-        lead[a] = slice(None, -1)
-        tail = [slice(None)] * 3
-        tail[a] = slice(1, None)
-        last = [slice(None)] * 3
-        last[a] = slice(-1, None)
-        first = [slice(None)] * 3
-        first[a] = slice(0, 1)
-        out[tuple(tail)] += g[a][tuple(lead)] * scale
-        out[tuple(first)] += g[a][tuple(last)] * scale
+        lead, tail, first, last = _periodic_slices(a)
+        out[tail] += g[a][lead] * scale
+        out[first] += g[a][last] * scale
         out -= g[a] * scale
     return out
 

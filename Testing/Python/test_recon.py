@@ -218,3 +218,14 @@ def test_dicom_folder_reconstructs_like_its_nifti(tmp_path):
         lesion = labels == (5 if side == "right" else 6)
         assert chi_dicom[lesion].mean() == pytest.approx(chi_nifti[lesion].mean(), abs=0.01)
     assert np.corrcoef(chi_dicom.ravel(), chi_nifti.ravel())[0, 1] > 0.98
+
+
+def test_tv_gradient_is_periodic_forward_difference_and_its_adjoint_is_exact():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 5, 4)).astype(np.float32)
+    g = rng.standard_normal((3, 6, 5, 4)).astype(np.float32)
+    voxel = (0.72, 0.72, 2.0)
+    expected = np.stack([(np.roll(x, -1, axis=a) - x) / voxel[a] for a in range(3)])
+    np.testing.assert_allclose(inversion._gradient(x, voxel), expected, atol=1e-5)
+    # <Gx, g> = <x, Gᵀg>
+    assert (inversion._gradient(x, voxel) * g).sum() == pytest.approx((x * inversion._gradient_adjoint(g, voxel)).sum(), rel=1e-5)
