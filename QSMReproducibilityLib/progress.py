@@ -43,7 +43,7 @@ class ConsoleProgress:
         from tqdm import tqdm
 
         self._bar = tqdm(total=1000, desc=desc, file=sys.stderr, disable=None,
-                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
 
     def __call__(self, fraction: float, message: str) -> bool:
         self._bar.n = int(round(fraction * 1000))
