@@ -96,3 +96,15 @@ def test_cli_reports_errors_without_traceback_and_writes_nothing(tmp_path):
     assert proc.returncode == 2
     assert "echo times must increase" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("*.nii*"))
+
+
+def test_magnitude_and_phase_on_different_grids_are_refused(tmp_path):
+    shifted = np.eye(4)
+    shifted[0, 3] = 5.0
+    mag = _write(tmp_path / "mag.nii", np.ones((6, 6, 3, 3)))
+    pha_moved = _write(tmp_path / "pha_moved.nii", np.zeros((6, 6, 3, 3)), shifted)
+    pha_small = _write(tmp_path / "pha_small.nii", np.zeros((6, 5, 3, 3)))
+    with pytest.raises(InputError, match="different orientation or position"):
+        load_nifti_gre([mag], [pha_moved], TE)
+    with pytest.raises(InputError, match=r"magnitude grid \(6, 6, 3\) differs from phase grid \(6, 5, 3\)"):
+        load_nifti_gre([mag], [pha_small], TE)
