@@ -112,17 +112,22 @@ def _gradient(x, voxel_size_mm, out=None):
     return out
 
 
-def _gradient_adjoint(g, voxel_size_mm, out=None):
-    """Adjoint of :func:`_gradient`: Σ_a (g_a shifted back by one − g_a)/Δ_a (negative divergence)."""
+def _gradient_adjoint(g, voxel_size_mm, out=None, work=None):
+    """Adjoint of :func:`_gradient`: Σ_a (g_a shifted forward by one − g_a)/Δ_a (negative divergence).
+
+    ``work`` is an optional scratch volume; with ``out`` it makes the call allocation-free.
+    """
     if out is None:
         out = np.empty(g.shape[1:], np.float32)
+    if work is None:
+        work = np.empty(g.shape[1:], np.float32)
     out[...] = 0
     for a in range(3):
-        scale = np.float32(1.0 / float(voxel_size_mm[a]))
         lead, tail, first, last = _periodic_slices(a)
-        out[tail] += g[a][lead] * scale
-        out[first] += g[a][last] * scale
-        out -= g[a] * scale
+        np.subtract(g[a][lead], g[a][tail], out=work[tail])
+        np.subtract(g[a][last], g[a][first], out=work[first])
+        work *= np.float32(1.0 / float(voxel_size_mm[a]))
+        out += work
     return out
 
 
@@ -164,6 +169,7 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
     s1 = np.zeros_like(z)
     y = np.empty_like(z)
     work = np.empty(grid, np.float32)
+    scratch = np.empty(grid, np.float32)
     v = phi.copy()
     s2 = np.zeros(grid, np.float32)
     w2_phi = w2 * phi
@@ -171,16 +177,20 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
     for it in range(iterations):
         np.subtract(z, s1, out=y)
         if regulariser == "tv":
-            _gradient_adjoint(y, voxel_size_mm, out=work)
+            _gradient_adjoint(y, voxel_size_mm, out=work, work=scratch)
         else:
             work[...] = y[0]
         chi_k = kernels.rfftn(work)
         chi_k *= mu1_over
         np.subtract(v, s2, out=work)
-        chi_k += kernels.rfftn(work) * mu2_d_over
+        data_k = kernels.rfftn(work)
+        data_k *= mu2_d_over
+        chi_k += data_k
+        del data_k
         chi_new = kernels.irfftn(chi_k, grid)
         chi_k *= d
         dchi = kernels.irfftn(chi_k, grid)
+        del chi_k
         np.subtract(chi_new, chi, out=work)
         change = float(np.linalg.norm(work) / max(float(np.linalg.norm(chi_new)), 1e-12))
         chi = chi_new
