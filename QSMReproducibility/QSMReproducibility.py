@@ -1083,17 +1083,14 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
     def extractFeatures(self, study, exportFolder, *, paramsPath=None, tableNode=None, progress=None):
         """Radiomics of every finished reading -> ``features.csv`` and a table node."""
-        import inspect
-
         from QSMReproducibilityLib import radiomics
         from QSMReproducibilityLib.errors import InputError
 
         if not _given(exportFolder):
             raise InputError("choose the export folder")
-        kwargs = {"params_path": str(paramsPath) if paramsPath else None, "progress": progress}
-        if "workers" in inspect.signature(radiomics.extract_readings).parameters:
-            kwargs["workers"] = 1  # no worker processes inside the application
-        features = radiomics.extract_readings(study.readings(), **kwargs)
+        # One process: worker processes must not be forked from inside the application.
+        features = radiomics.extract_readings(study.readings(), params_path=str(paramsPath) if paramsPath else None,
+                                              progress=progress, workers=1)
         os.makedirs(str(exportFolder), exist_ok=True)
         csvPath = os.path.join(str(exportFolder), "features.csv")
         features.to_csv(csvPath, index=False)
