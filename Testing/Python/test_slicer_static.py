@@ -299,3 +299,20 @@ def test_reading_segment_terminology_resolves_in_the_extension_terminology_file(
         context, category, kind = spec.terminology.split("~")[:3]
         assert context == terminology["SegmentationCategoryTypeContextName"]
         assert (category.split("^")[1], kind.split("^")[1]) in codes, spec.segment_id
+
+
+def test_every_library_name_the_module_imports_exists():
+    """The module imports the library lazily (inside functions); a renamed library name must fail here."""
+    import importlib
+
+    missing = []
+    for node in ast.walk(ast.parse(MODULE_PY.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("QSMReproducibilityLib"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if not hasattr(module, alias.name):
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{node.module}.{alias.name}")
+    assert missing == []
