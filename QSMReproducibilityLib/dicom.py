@@ -69,8 +69,9 @@ def load_dicom_gre(folder, te_s=None, b0_tesla: float | None = None):
         return sitk_to_ras(sitk.ReadImage(names, sitk.sitkFloat32))
 
     mag_list, pha_list = zip(*[(read("mag", te), read("phase", te)) for te in mags])
-    magnitude = np.stack([m[0] for m in mag_list], axis=3)
-    phase = np.stack([p[0] for p in pha_list], axis=3)
+    # Echo-first in memory, exposed as (X, Y, Z, E), like the NIfTI readers.
+    magnitude = np.moveaxis(np.stack([m[0] for m in mag_list]), 0, -1)
+    phase = np.moveaxis(np.stack([p[0] for p in pha_list]), 0, -1)
     te = validate_gre(
         magnitude, phase, te_s if te_s is not None else [t / 1000.0 for t in mags],
         mag_list[0][1], pha_list[0][1], str(folder),

@@ -31,7 +31,8 @@ _BIDS_MAG = re.compile(r"^(?P<prefix>.+?)_echo-(?P<echo>\d+)_part-mag_(?P<suffix
 class GreSeries:
     """Multi-echo GRE data in physical units.
 
-    magnitude, phase_rad : (X, Y, Z, E) float32; phase wrapped, in radians.
+    magnitude, phase_rad : (X, Y, Z, E) float32; phase wrapped, in radians. Readers store each echo
+        contiguously (the arrays are echo-first in memory), which the per-echo steps rely on for speed.
     te_s : (E,) echo times in seconds, strictly increasing.
     b0_tesla : main field strength in tesla.
     affine : 4×4 voxel→RAS matrix in mm.
@@ -150,7 +151,8 @@ def _stack_echoes(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(f"{p}: its grid differs from {paths[0].name}")
         headers.append((p, img))
     counts = [img.shape[3] if len(img.shape) == 4 else 1 for _, img in headers]
-    out = np.empty(tuple(headers[0][1].shape[:3]) + (sum(counts),), np.float32)
+    # Echo-first in memory, exposed as (X, Y, Z, E): every echo is one contiguous volume.
+    out = np.empty((sum(counts),) + tuple(headers[0][1].shape[:3]), np.float32)
     starts = np.cumsum([0] + counts[:-1])
 
     def fill(item):
@@ -159,12 +161,12 @@ def _stack_echoes(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
             data = np.asarray(img.dataobj, dtype=np.float32)
         except Exception as exc:
             raise InputError(f"{p}: the image data cannot be read ({exc})") from None
-        out[..., start:start + count] = data.reshape(data.shape[:3] + (count,))
+        out[start:start + count] = np.moveaxis(data.reshape(data.shape[:3] + (count,)), -1, 0)
 
     # Decompression and copying release the GIL: read the echoes' files in parallel.
     with ThreadPoolExecutor(max_workers=min(len(headers), os.cpu_count() or 1)) as pool:
         list(pool.map(fill, zip(headers, starts, counts)))
-    return out, headers[0][1].affine
+    return np.moveaxis(out, 0, -1), headers[0][1].affine
 
 
 def load_nifti_gre(magnitude_paths, phase_paths, te_s, b0_tesla: float = 3.0) -> GreSeries:

@@ -35,13 +35,17 @@ def fit_field(unwrapped_rad: np.ndarray, magnitude: np.ndarray, te_s) -> FieldFi
     if unwrapped_rad.shape[-1] == 1:
         field = unwrapped_rad[..., 0] / (2 * np.pi * te_s[0])
         return FieldFit(field.astype(np.float32), np.zeros(field.shape, np.float32))
-    # Weighted sums over echoes as matrix products over the last axis (float32 storage, float64 sums).
-    w = np.square(magnitude, dtype=np.float32)
-    basis = np.stack([np.ones_like(te_s), te_s, te_s**2]).T.astype(np.float32)  # (E, 3)
-    sw, st, stt = np.moveaxis(w @ basis, -1, 0)
-    w *= unwrapped_rad
-    sp, stp = np.moveaxis(w @ basis[:, :2], -1, 0)
-    del w
+    # Weighted sums over echoes, one echo volume at a time (contiguous when stored echo-first).
+    sw, st, stt, sp, stp = (np.zeros(magnitude.shape[:3], np.float32) for _ in range(5))
+    weight = np.empty(magnitude.shape[:3], np.float32)
+    for e, te in enumerate(te_s.astype(np.float32)):
+        np.square(magnitude[..., e], out=weight)
+        sw += weight
+        st += te * weight
+        stt += (te * te) * weight
+        weight *= unwrapped_rad[..., e]
+        sp += weight
+        stp += te * weight
     sw = np.where(sw > 0, sw, np.float32(1.0))
     denom = sw * stt - st * st
     denom = np.where(np.abs(denom) > 0, denom, np.float32(np.inf))

@@ -105,7 +105,7 @@ def unwrap_multi_echo(
 
     report(progress, 0.0, "estimating field from echo differences")
     # Echo-first contiguous copies: per-echo slices of (X, Y, Z, E) arrays are strided and slow.
-    phase = np.ascontiguousarray(np.moveaxis(phase_rad, -1, 0), dtype=np.float32)
+    phase = np.array(np.moveaxis(phase_rad, -1, 0), dtype=np.float32, order="C")  # a copy: unwrapped in place
     mag = np.ascontiguousarray(np.moveaxis(magnitude, -1, 0), dtype=np.float32)
     spacing = np.diff(te_s)
     delta_te = float(spacing.min())
@@ -130,6 +130,6 @@ def unwrap_multi_echo(
     first = phase[0].copy()
     for e in range(1, n_echoes):
         phase[e] = congruent(phase[e], first + omega_rad_per_s * np.float32(te_s[e] - te_s[0]))
-    unwrapped = np.ascontiguousarray(np.moveaxis(phase, 0, -1))
+    unwrapped = np.moveaxis(phase, 0, -1)  # (X, Y, Z, E) view of the echo-first result
     report(progress, 1.0, "unwrapping done")
     return unwrapped
