@@ -132,59 +132,61 @@ def _gradient_adjoint(g, voxel_size_mm, out=None, work=None):
 
 
 def _gradient_symbol_sq(grid, voxel_size_mm):
-    """|Ĝ(k)|² of the forward-difference gradient: Σ_a (2 − 2cos(2π k_a Δ_a))/Δ_a²."""
-    ks = kernels.k_grid(grid, voxel_size_mm)
-    total = 0
-    for a in range(3):
-        delta = float(voxel_size_mm[a])
-        total = total + (2.0 - 2.0 * np.cos(2 * np.pi * ks[a] * delta)) / delta**2
-    return np.asarray(total, dtype=np.float32)
+    """|Ĝ(k)|² of the forward-difference gradient: Σ_a (2 − 2cos(2π k_a Δ_a))/Δ_a², float32."""
+    terms = [((2.0 - 2.0 * np.cos(2 * np.pi * k * float(delta))) / float(delta) ** 2).astype(np.float32)
+             for k, delta in zip(kernels.k_grid(grid, voxel_size_mm), voxel_size_mm)]
+    return (terms[0] + terms[1]) + terms[2]
 
 
 def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterations, tolerance, progress):
     """ADMM iterations on the padded grid (see :func:`admm_inversion`); returns χ on the padded grid.
 
-    Every step is closed-form: a k-space division for χ, a soft threshold for z = Rχ (written as
-    z = y − clip(y, ±α/μ₁), whose clipped part is the new scaled dual), and a voxel-wise weighted
-    average for v = F⁻¹DFχ.
+    Every step is closed-form (μ₂ = 1, μ₁ = 100α as in FANSI):
+
+    * χ = F⁻¹[(μ₁ R̂ᴴ F(z − s₁) + D̂ F(v − s₂)) / (μ₁|R̂|² + D̂²)];
+    * z = soft(Rχ + s₁, α/μ₁), and the new scaled dual s₁ = (Rχ + s₁) − z is the clipped part;
+    * v = (F⁻¹D̂Fχ + s₂ + W²φ) / (W² + 1), s₂ ← s₂ + F⁻¹D̂Fχ − v.
+
+    To save memory z is never stored: ``y`` holds Rχ + s₁, so z − s₁ = y − 2s₁; likewise ``v_s2`` holds
+    v − s₂. The loop runs in place on preallocated volumes; only the FFTs allocate.
     """
     mu1 = np.float32(100.0 * alpha)
-    mu2 = np.float32(1.0)
     threshold = np.float32(alpha / mu1)
     if regulariser == "tv":
-        reg_sq = _gradient_symbol_sq(grid, voxel_size_mm)
-        z = np.zeros((3,) + tuple(grid), np.float32)
+        denom = _gradient_symbol_sq(grid, voxel_size_mm)
+        denom *= mu1
+        n_terms = 3
     elif regulariser == "l1":
-        reg_sq = np.float32(1.0)
-        z = np.zeros((1,) + tuple(grid), np.float32)
+        denom = np.full(d.shape, mu1, np.float32)
+        n_terms = 1
     else:
         raise ValueError(f"unknown regulariser {regulariser!r}; use 'tv' or 'l1'")
-    inv_denom = mu1 * reg_sq + mu2 * d * d
-    inv_denom[inv_denom == 0] = 1.0
-    inv_denom = (1.0 / inv_denom).astype(np.float32)
-    mu1_over = (mu1 * inv_denom).astype(np.float32)
-    mu2_d_over = (mu2 * d * inv_denom).astype(np.float32)
+    denom += d * d
+    denom[denom == 0] = 1.0
+    reg_filter = np.divide(mu1, denom, dtype=np.float32)
+    data_filter = np.divide(d, denom, out=denom)
+    del denom
 
     chi = np.zeros(grid, np.float32)
-    s1 = np.zeros_like(z)
-    y = np.empty_like(z)
+    y = np.zeros((n_terms,) + tuple(grid), np.float32)
+    s1 = np.zeros_like(y)
     work = np.empty(grid, np.float32)
-    scratch = np.empty(grid, np.float32)
-    v = phi.copy()
+    scratch = np.empty(grid, np.float32) if regulariser == "tv" else None
+    v_s2 = phi.copy()  # v − s₂ with v = φ, s₂ = 0 to start
     s2 = np.zeros(grid, np.float32)
     w2_phi = w2 * phi
-    w2_plus = w2 + mu2
+    inv_w2_plus = np.divide(np.float32(1.0), w2 + np.float32(1.0), dtype=np.float32)
     for it in range(iterations):
-        np.subtract(z, s1, out=y)
+        y -= s1
+        y -= s1  # z − s₁
         if regulariser == "tv":
             _gradient_adjoint(y, voxel_size_mm, out=work, work=scratch)
+            chi_k = kernels.rfftn(work)
         else:
-            work[...] = y[0]
-        chi_k = kernels.rfftn(work)
-        chi_k *= mu1_over
-        np.subtract(v, s2, out=work)
-        data_k = kernels.rfftn(work)
-        data_k *= mu2_d_over
+            chi_k = kernels.rfftn(y[0])
+        chi_k *= reg_filter
+        data_k = kernels.rfftn(v_s2)
+        data_k *= data_filter
         chi_k += data_k
         del data_k
         chi_new = kernels.irfftn(chi_k, grid)
@@ -192,21 +194,20 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
         dchi = kernels.irfftn(chi_k, grid)
         del chi_k
         np.subtract(chi_new, chi, out=work)
-        change = float(np.linalg.norm(work) / max(float(np.linalg.norm(chi_new)), 1e-12))
+        change = float(np.linalg.norm(work.ravel()) / max(float(np.linalg.norm(chi_new.ravel())), 1e-12))
         chi = chi_new
         if regulariser == "tv":
             _gradient(chi, voxel_size_mm, out=y)
         else:
             y[0] = chi
-        y += s1
-        np.clip(y, -threshold, threshold, out=s1)  # the new scaled dual: y − z
-        np.subtract(y, s1, out=z)  # soft threshold of y
+        y += s1  # Rχ + s₁
+        np.clip(y, -threshold, threshold, out=s1)  # the new scaled dual; z = y − s₁ is the soft threshold
         np.add(dchi, s2, out=work)
-        work *= mu2
-        work += w2_phi
-        np.divide(work, w2_plus, out=v)
-        s2 += dchi
-        s2 -= v
+        np.add(work, w2_phi, out=v_s2)
+        v_s2 *= inv_w2_plus  # v
+        np.subtract(work, v_s2, out=s2)  # s₂ + F⁻¹D̂Fχ − v
+        v_s2 -= s2
+        del dchi
         report(progress, (it + 1) / iterations, f"{regulariser.upper()} iteration {it + 1}")
         if it > 4 and change < tolerance:
             break
@@ -218,7 +219,7 @@ def _padded_problem(local_ppm, mask, voxel_size_mm, b0_dir, weight):
     d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
     w = mask.astype(np.float32) if weight is None else (weight * mask).astype(np.float32)
     w2 = kernels.pad(w * w, grid)
-    phi = kernels.pad(np.where(mask, local_ppm, 0).astype(np.float32), grid)
+    phi = kernels.pad(np.where(mask, local_ppm, np.float32(0)), grid, dtype=np.float32)
     return grid, d, w2, phi
 
 
@@ -279,10 +280,14 @@ def star_qsm(
     half = None if progress is None else (lambda f, m: progress(0.5 * f, m))
     strong = _admm_padded(phi, w2, d, grid, voxel_size_mm, regulariser="l1", alpha=alpha_strong,
                           iterations=iterations, tolerance=1e-3, progress=half)
-    inside = (w2 > 0).astype(np.float32)
-    residual = (phi - kernels.irfftn(kernels.rfftn(strong) * d, grid)) * inside
+    spectrum = kernels.rfftn(strong)
+    spectrum *= d
+    residual = np.subtract(phi, kernels.irfftn(spectrum, grid), out=phi)  # φ is not needed any more
+    del spectrum
+    residual[w2 == 0] = 0
     rest = None if progress is None else (lambda f, m: progress(0.5 + 0.5 * f, m))
-    weak = _admm_padded(residual.astype(np.float32), w2, d, grid, voxel_size_mm, regulariser="tv",
+    weak = _admm_padded(residual, w2, d, grid, voxel_size_mm, regulariser="tv",
                         alpha=alpha_tv, iterations=iterations, tolerance=1e-3, progress=rest)
     report(progress, 1.0, "STAR-QSM done")
-    return (kernels.crop(strong + weak, local_ppm.shape) * mask).astype(np.float32)
+    weak += strong
+    return kernels.crop(weak, local_ppm.shape) * mask

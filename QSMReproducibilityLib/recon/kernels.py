@@ -26,11 +26,11 @@ def fast_shape(shape, pad_voxels=(0, 0, 0)) -> tuple[int, int, int]:
     return tuple(out)
 
 
-def pad(volume: np.ndarray, shape) -> np.ndarray:
-    """Zero-pad ``volume`` symmetrically to ``shape`` (see :func:`crop` for the inverse)."""
-    before = [(s - n) // 2 for s, n in zip(shape, volume.shape)]
-    widths = [(b, s - n - b) for b, s, n in zip(before, shape, volume.shape)]
-    return np.pad(volume, widths)
+def pad(volume: np.ndarray, shape, dtype=None) -> np.ndarray:
+    """Zero-pad ``volume`` symmetrically to ``shape`` (see :func:`crop` for the inverse), as ``dtype``."""
+    out = np.zeros(tuple(shape), volume.dtype if dtype is None else dtype)
+    crop(out, volume.shape)[...] = volume
+    return out
 
 
 def crop(volume: np.ndarray, shape) -> np.ndarray:
@@ -95,6 +95,6 @@ def smv_kernel_k(shape, voxel_size_mm, radius_mm: float) -> np.ndarray:
 
 
 def laplacian_k(shape, voxel_size_mm) -> np.ndarray:
-    """−4π²|k|² (the continuous Laplacian's symbol, k in cycles/mm)."""
-    kx, ky, kz = k_grid(shape, voxel_size_mm)
-    return (-4.0 * np.pi**2 * (kx**2 + ky**2 + kz**2)).astype(np.float32)
+    """−4π²|k|² (the continuous Laplacian's symbol, k in cycles/mm), float32 on the real-FFT grid."""
+    kx, ky, kz = (np.float32(-4.0 * np.pi**2) * (k * k).astype(np.float32) for k in k_grid(shape, voxel_size_mm))
+    return (kx + ky) + kz

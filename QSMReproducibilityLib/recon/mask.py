@@ -32,9 +32,15 @@ class MaskCandidates:
 
 def combined_magnitude(magnitude: np.ndarray) -> np.ndarray:
     """Root-sum-of-squares over echoes of an (X, Y, Z, E) magnitude; (X, Y, Z) input is returned as is."""
-    if magnitude.ndim == 4:
-        return np.sqrt((magnitude.astype(np.float32) ** 2).sum(-1))
-    return magnitude.astype(np.float32)
+    if magnitude.ndim == 3:
+        return magnitude.astype(np.float32)
+    # One echo at a time: no 4-D temporaries (each echo is contiguous when stored echo-first).
+    total = np.square(magnitude[..., 0], dtype=np.float32)
+    square = np.empty_like(total)
+    for e in range(1, magnitude.shape[-1]):
+        np.square(magnitude[..., e], out=square, dtype=np.float32)
+        total += square
+    return np.sqrt(total, out=total)
 
 
 def smoothed_magnitude(magnitude: np.ndarray, voxel_size_mm) -> np.ndarray:

@@ -63,6 +63,27 @@ class ReconResult:
     seconds: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FieldMap:
+    """The first half of :func:`reconstruct`, everything that needs the GRE data: mask and total field.
+
+    total_field_ppm : the fitted field in ppm of B0 on the brain mask's bounding box ``box``.
+    brain_mask : the chosen brain mask on the full grid ``shape``.
+    """
+
+    total_field_ppm: np.ndarray
+    brain_mask: np.ndarray
+    box: tuple[slice, slice, slice]
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    voxel_size_mm: np.ndarray
+    b0_dir: np.ndarray
+    mask_fractions: tuple[float, ...]
+    mask_index: int
+    notes: tuple[str, ...] = ()
+    seconds: dict = field(default_factory=dict)
+
+
 def reconstruct(
     gre: GreSeries,
     params: ReconParams = ReconParams(),
@@ -70,9 +91,24 @@ def reconstruct(
     user_mask: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
 ) -> ReconResult:
-    """Reconstruct QSM from a :class:`GreSeries`; see the module docstring for the chain."""
+    """Reconstruct QSM from a :class:`GreSeries`; see the module docstring for the chain.
+
+    The same as :func:`estimate_field` followed by :func:`invert_field`; a caller that can drop the GRE
+    data in between (as :func:`reconstruct_path` does) needs less memory.
+    """
+    fieldmap = estimate_field(gre, params, user_mask=user_mask, progress=sub_progress(progress, 0.0, 0.45))
+    return invert_field(fieldmap, params, progress=sub_progress(progress, 0.45, 1.0))
+
+
+def estimate_field(
+    gre: GreSeries,
+    params: ReconParams = ReconParams(),
+    *,
+    user_mask: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> FieldMap:
+    """Brain mask, unwrapping and the multi-echo fit: GRE → total field (ppm) on the mask's box."""
     vox = gre.voxel_size_mm
-    b0_dir = gre.b0_dir
     seconds: dict[str, float] = {}
     notes = []
     t0 = time.perf_counter()
@@ -100,36 +136,45 @@ def reconstruct(
     # Everything after the mask works on its bounding box (one voxel of margin): outside it there is
     # no phase to use, and the box is often much smaller than the field of view.
     box = _grow(inversion.mask_bounding_box(brain), gre.shape, margin=1)
-    magnitude, phase, brain_box = gre.magnitude[box], gre.phase_rad[box], brain[box]
+    magnitude, phase = gre.magnitude[box], gre.phase_rad[box]
 
     t = time.perf_counter()
-    report(progress, 0.05, "unwrapping phase")
+    report(progress, 0.1, "unwrapping phase")
     if gre.n_echoes == 1:
         notes.append("single echo: spatial unwrapping (Laplacian + congruence), field = φ/(2π·TE)")
     if params.unwrap == "laplacian":
-        unwrapped = np.stack([unwrap.laplacian_unwrap(phase[..., e], vox) for e in range(gre.n_echoes)], axis=3)
+        unwrapped = (unwrap.laplacian_unwrap(phase[..., e], vox) for e in range(gre.n_echoes))
         notes.append("Laplacian unwrapping (STI-compatible, not congruent)")
     else:
-        unwrapped = unwrap.unwrap_multi_echo(phase, magnitude, gre.te_s, vox,
-                                             progress=sub_progress(progress, 0.05, 0.2))
-    seconds["unwrap"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report(progress, 0.2, "fitting the field over echoes")
+        unwrapped = unwrap.unwrap_echoes(phase, magnitude, gre.te_s, vox, progress=sub_progress(progress, 0.1, 0.9))
+    # Echoes are unwrapped one at a time as the fit consumes them, so they are never all in memory.
     fit = echoes.fit_field(unwrapped, magnitude, gre.te_s)
-    del unwrapped
-    total_ppm = fit.field_hz / np.float32(hz_per_ppm(gre.b0_tesla))
-    seconds["echo_fit"] = time.perf_counter() - t
+    total_ppm = fit.field_hz
+    total_ppm /= np.float32(hz_per_ppm(gre.b0_tesla))
+    seconds["unwrap_fit"] = time.perf_counter() - t
+    report(progress, 1.0, "field map done")
+    return FieldMap(total_ppm, brain, box, gre.shape, gre.affine, vox, gre.b0_dir, tuple(fractions), index,
+                    tuple(notes), seconds)
 
+
+def invert_field(
+    fieldmap: FieldMap,
+    params: ReconParams = ReconParams(),
+    *,
+    progress: ProgressCallback | None = None,
+) -> ReconResult:
+    """Background removal (V-SHARP) and dipole inversion: total field → χ (ppm) on the full grid."""
+    vox, b0_dir, box, shape = fieldmap.voxel_size_mm, fieldmap.b0_dir, fieldmap.box, fieldmap.shape
+    seconds = dict(fieldmap.seconds)
     t = time.perf_counter()
     local = background.vsharp(
-        total_ppm, brain_box, vox, params.vsharp_radii_mm, params.vsharp_threshold,
-        progress=sub_progress(progress, 0.25, 0.45),
+        fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, params.vsharp_radii_mm, params.vsharp_threshold,
+        progress=sub_progress(progress, 0.0, 0.2),
     )
     seconds["background"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    inv_progress = sub_progress(progress, 0.45, 0.99)
+    inv_progress = sub_progress(progress, 0.2, 0.99)
     if params.method == "tkd":
         chi = inversion.tkd(local.field, local.mask, vox, b0_dir, params.tkd_threshold)
     elif params.method == "tikhonov":
@@ -141,14 +186,14 @@ def reconstruct(
     else:
         chi = inversion.star_qsm(local.field, local.mask, vox, b0_dir, alpha_tv=params.tv_alpha, progress=inv_progress)
     seconds["inversion"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t0
+    seconds["total"] = sum(seconds.values())
     report(progress, 1.0, "reconstruction done")
-    return ReconResult(_uncrop(chi, box, gre.shape), _uncrop(local.mask, box, gre.shape), brain,
-                       _uncrop(local.field, box, gre.shape), _uncrop(total_ppm, box, gre.shape), tuple(fractions),
-                       index, gre.affine, params, tuple(notes), seconds)
+    return ReconResult(_uncrop(chi, box, shape), _uncrop(local.mask, box, shape), fieldmap.brain_mask,
+                       _uncrop(local.field, box, shape), _uncrop(fieldmap.total_field_ppm, box, shape),
+                       fieldmap.mask_fractions, fieldmap.mask_index, fieldmap.affine, params, fieldmap.notes, seconds)
 
 
-def _write_sidecar(qsm_out, gre: GreSeries, result: ReconResult) -> None:
+def _write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
     """BIDS-style JSON beside the QSM: how it was made (method, mask choice, B0, echoes, notes)."""
     import json
     import os
@@ -167,8 +212,7 @@ def _write_sidecar(qsm_out, gre: GreSeries, result: ReconResult) -> None:
         "MaskThresholdFraction": fraction,
         "BackgroundRemoval": {"method": "V-SHARP", "radii_mm": list(result.params.vsharp_radii_mm),
                               "threshold": result.params.vsharp_threshold},
-        "MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
-        "EchoTime": [float(t) for t in gre.te_s], "Notes": list(result.notes),
+        **acquisition, "Notes": list(result.notes),
         "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "Software": f"QSMReproducibilityLib {__version__}",
     }
@@ -229,13 +273,19 @@ def reconstruct_path(
     if user_mask_path is not None:
         user_mask = load_volume(user_mask_path)[0] > 0.5
     params = params or ReconParams(method=method)
-    result = reconstruct(gre, params, user_mask=user_mask, progress=progress)
+    fieldmap = estimate_field(gre, params, user_mask=user_mask, progress=sub_progress(progress, 0.0, 0.45))
+    acquisition = {"MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
+                   "EchoTime": [float(t) for t in gre.te_s]}
+    affine = gre.affine
+    del gre, user_mask  # the GRE data are not needed for the inversion: let it reuse their memory
+    result = invert_field(fieldmap, params, progress=sub_progress(progress, 0.45, 1.0))
+    del fieldmap
     for note in result.notes:
         log.info("%s", note)
-    save_nifti(qsm_out, result.chi_ppm, gre.affine, description=f"QSM chi ppm ({params.method})")
-    _write_sidecar(qsm_out, gre, result)
+    save_nifti(qsm_out, result.chi_ppm, affine, description=f"QSM chi ppm ({params.method})")
+    _write_sidecar(qsm_out, acquisition, result)
     if mask_out is not None:
-        save_nifti(mask_out, result.brain_mask.astype(np.uint8), gre.affine, description="QSM brain mask")
+        save_nifti(mask_out, result.brain_mask.astype(np.uint8), affine, description="QSM brain mask")
     if field_out is not None:
-        save_nifti(field_out, result.local_field_ppm, gre.affine, description="local field ppm")
+        save_nifti(field_out, result.local_field_ppm, affine, description="local field ppm")
     return result

@@ -15,6 +15,8 @@ Two methods:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..progress import ProgressCallback, report
@@ -42,15 +44,23 @@ def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, pad_voxels: int = STI
     shape = phase_rad.shape
     grid = kernels.fast_shape(shape, (pad_voxels,) * 3)
     lap = kernels.laplacian_k(grid, voxel_size_mm)
-    sin_p = kernels.pad(np.sin(phase_rad).astype(np.float32), grid)
-    cos_p = kernels.pad(np.cos(phase_rad).astype(np.float32), grid)
-    lap_sin = kernels.irfftn(kernels.rfftn(sin_p) * lap, grid)
-    lap_cos = kernels.irfftn(kernels.rfftn(cos_p) * lap, grid)
-    lap_phase = cos_p * lap_sin - sin_p * lap_cos
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(lap != 0, 1.0 / lap, 0.0).astype(np.float32)
-    unwrapped = kernels.irfftn(kernels.rfftn(lap_phase) * inv, grid)
-    return kernels.crop(unwrapped, shape).astype(np.float32)
+    sin_p = kernels.pad(np.sin(phase_rad, dtype=np.float32), grid)
+    cos_p = kernels.pad(np.cos(phase_rad, dtype=np.float32), grid)
+    spectrum = kernels.rfftn(sin_p)
+    spectrum *= lap
+    lap_sin = kernels.irfftn(spectrum, grid)
+    spectrum = kernels.rfftn(cos_p)
+    spectrum *= lap
+    lap_cos = kernels.irfftn(spectrum, grid)
+    lap_phase = np.multiply(cos_p, lap_sin, out=cos_p)
+    lap_phase -= np.multiply(sin_p, lap_cos, out=sin_p)
+    del sin_p, lap_sin, lap_cos
+    spectrum = kernels.rfftn(lap_phase)
+    del lap_phase
+    nonzero = lap != 0
+    np.divide(1.0, lap, out=lap, where=nonzero)  # the inverse Laplacian, in place; DC stays 0
+    spectrum *= lap
+    return np.ascontiguousarray(kernels.crop(kernels.irfftn(spectrum, grid), shape))
 
 
 def congruent(wrapped_rad: np.ndarray, estimate_rad: np.ndarray) -> np.ndarray:
@@ -80,10 +90,6 @@ def unwrap_multi_echo(
 ) -> np.ndarray:
     """Temporal (echo-difference) unwrapping of multi-echo phase; exact (congruent) by construction.
 
-    The echo-difference field estimate follows the Hermitian-product approach of e.g. Robinson et al.
-    2017 (NMR Biomed 30:e3601, §3.3) and Liu et al. 2013 (MRM 69:467, MEDI's multi-echo fit): the phase of
-    Σ m_e m_{e+1} exp(i(φ_{e+1} − φ_e)) is the field times ΔTE, free of the echo-independent phase offset.
-
     Parameters
     ----------
     phase_rad, magnitude : (X, Y, Z, E) arrays; wrapped phase in radians and magnitude.
@@ -92,44 +98,72 @@ def unwrap_multi_echo(
 
     Returns
     -------
-    (X, Y, Z, E) float32 array of unwrapped phase in radians: every echo is congruent with the
+    (X, Y, Z, E) float32 array of unwrapped phase in radians (see :func:`unwrap_echoes`, which yields
+    the same echoes one at a time).
+    """
+    shape = phase_rad.shape
+    out = np.empty((shape[-1],) + tuple(shape[:3]), np.float32)  # echo-first, exposed as (X, Y, Z, E)
+    for e, echo in enumerate(unwrap_echoes(phase_rad, magnitude, te_s, voxel_size_mm, progress)):
+        out[e] = echo
+    return np.moveaxis(out, 0, -1)
+
+
+def unwrap_echoes(
+    phase_rad: np.ndarray,
+    magnitude: np.ndarray,
+    te_s,
+    voxel_size_mm,
+    progress: ProgressCallback | None = None,
+) -> Iterator[np.ndarray]:
+    """Temporal unwrapping that yields each echo's unwrapped phase (X, Y, Z), in echo order.
+
+    Only one echo is held at a time, so a consumer that reduces over echoes (such as
+    :func:`..echoes.fit_field`) never needs all of them in memory.
+
+    The echo-difference field estimate follows the Hermitian-product approach of e.g. Robinson et al.
+    2017 (NMR Biomed 30:e3601, §3.3) and Liu et al. 2013 (MRM 69:467, MEDI's multi-echo fit): the phase of
+    Σ m_e m_{e+1} exp(i(φ_{e+1} − φ_e)) is the field times ΔTE, free of the echo-independent phase offset.
+    It is unwrapped spatially (:func:`unwrap_spatial`) and every echo is then taken to the multiple of
+    2π closest to the prediction φ_1 + ω(TE_e − TE_1). Every echo is therefore congruent with the
     measurement and consistent with the first echo, whose own multiple of 2π is left as measured (it
-    shifts the fitted phase offset, never the field). A single echo is unwrapped spatially
-    (:func:`unwrap_spatial`).
+    shifts the fitted phase offset, never the field). A single echo is unwrapped spatially.
     """
     te_s = np.asarray(te_s, dtype=np.float64)
     n_echoes = phase_rad.shape[-1]
     if n_echoes == 1:
         report(progress, 0.0, "unwrapping single-echo phase spatially (Laplacian + congruence)")
-        return unwrap_spatial(phase_rad[..., 0], voxel_size_mm)[..., None]
+        yield unwrap_spatial(phase_rad[..., 0], voxel_size_mm)
+        return
 
     report(progress, 0.0, "estimating field from echo differences")
-    # Echo-first contiguous copies: per-echo slices of (X, Y, Z, E) arrays are strided and slow.
-    phase = np.array(np.moveaxis(phase_rad, -1, 0), dtype=np.float32, order="C")  # a copy: unwrapped in place
-    mag = np.ascontiguousarray(np.moveaxis(magnitude, -1, 0), dtype=np.float32)
     spacing = np.diff(te_s)
     delta_te = float(spacing.min())
     uniform = np.allclose(spacing, delta_te, rtol=1e-3)
     pairs = range(n_echoes - 1) if uniform else [int(np.argmin(spacing))]
-    re = np.zeros(phase.shape[1:], np.float32)
-    im = np.zeros(phase.shape[1:], np.float32)
+    re = np.zeros(phase_rad.shape[:3], np.float32)
+    im = np.zeros(phase_rad.shape[:3], np.float32)
+    step, weight, part = (np.empty(phase_rad.shape[:3], np.float32) for _ in range(3))
     for e in pairs:
-        step = phase[e + 1] - phase[e]
-        weight = mag[e] * mag[e + 1]
-        re += weight * np.cos(step)
-        im += weight * np.sin(step)
+        np.subtract(phase_rad[..., e + 1], phase_rad[..., e], out=step)
+        np.multiply(magnitude[..., e], magnitude[..., e + 1], out=weight)
+        re += np.multiply(weight, np.cos(step, out=part), out=part)
+        im += np.multiply(weight, np.sin(step, out=part), out=part)
+    del step, weight, part
     delta_phase = np.arctan2(im, re)
+    del re, im
     report(progress, 0.4, "unwrapping the echo-difference phase")
-    delta_phase = unwrap_spatial(delta_phase, voxel_size_mm)
-    omega_rad_per_s = delta_phase / np.float32(delta_te)
+    omega_rad_per_s = unwrap_spatial(delta_phase, voxel_size_mm)
+    omega_rad_per_s /= np.float32(delta_te)
+    del delta_phase
 
     report(progress, 0.7, "unwrapping each echo against the field estimate")
-    # Predict every echo from the first: φ_e ≈ φ_1 + ω(TE_e − TE_1). A wrap of φ_1 itself shifts all
-    # echoes of that voxel by the same 2π, which moves the fitted intercept, never the field.
-    del re, im, mag
-    first = phase[0].copy()
+    # A wrap of φ_1 itself shifts all echoes of that voxel by the same 2π, which moves the fitted
+    # intercept, never the field.
+    first = np.array(phase_rad[..., 0], dtype=np.float32)
+    yield first
+    estimate = np.empty_like(first)
     for e in range(1, n_echoes):
-        phase[e] = congruent(phase[e], first + omega_rad_per_s * np.float32(te_s[e] - te_s[0]))
-    unwrapped = np.moveaxis(phase, 0, -1)  # (X, Y, Z, E) view of the echo-first result
+        np.multiply(omega_rad_per_s, np.float32(te_s[e] - te_s[0]), out=estimate)
+        estimate += first
+        yield congruent(phase_rad[..., e], estimate)
     report(progress, 1.0, "unwrapping done")
-    return unwrapped

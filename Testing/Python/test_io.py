@@ -108,3 +108,36 @@ def test_magnitude_and_phase_on_different_grids_are_refused(tmp_path):
         load_nifti_gre([mag], [pha_moved], TE)
     with pytest.raises(InputError, match=r"magnitude grid \(6, 6, 3\) differs from phase grid \(6, 5, 3\)"):
         load_nifti_gre([mag], [pha_small], TE)
+
+
+@pytest.mark.parametrize("chunk_bytes", [2**22, 4096])
+def test_parallel_gzip_nifti_is_read_by_gzip_nibabel_and_itk(tmp_path, chunk_bytes, monkeypatch):
+    import gzip
+
+    import SimpleITK as sitk
+
+    from QSMReproducibilityLib import io
+
+    original = io.write_gzip
+    monkeypatch.setattr(io, "write_gzip", lambda handle, data: original(handle, data, chunk_bytes=chunk_bytes))
+    rng = np.random.default_rng(3)
+    data = np.zeros((40, 30, 12), np.float32)
+    data[5:35, 4:26, :] = rng.standard_normal((30, 22, 12))
+    affine = np.diag([0.72, 0.72, 2.0, 1.0])
+    path = io.save_nifti(tmp_path / "chi.nii.gz", data, affine)
+    raw = gzip.decompress(path.read_bytes())  # Python's reader checks the CRC-32 and the length
+    assert len(raw) == 352 + data.nbytes
+    np.testing.assert_array_equal(nib.load(str(path)).get_fdata(dtype=np.float32), data)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(path))).transpose(2, 1, 0), data)
+    assert subprocess.run(["gzip", "-t", str(path)]).returncode == 0
+
+
+def test_gzip_of_nothing_is_a_valid_empty_member():
+    import gzip
+    import io as pyio
+
+    from QSMReproducibilityLib.io import write_gzip
+
+    buffer = pyio.BytesIO()
+    write_gzip(buffer, b"")
+    assert gzip.decompress(buffer.getvalue()) == b""
