@@ -112,22 +112,24 @@ def _gradient(x, voxel_size_mm, out=None):
     return out
 
 
-def _gradient_adjoint(g, voxel_size_mm, out=None, work=None):
+def _gradient_adjoint(g, voxel_size_mm, out=None, overwrite_g: bool = False):
     """Adjoint of :func:`_gradient`: Σ_a (g_a shifted forward by one − g_a)/Δ_a (negative divergence).
 
-    ``work`` is an optional scratch volume; with ``out`` it makes the call allocation-free.
+    With ``overwrite_g`` the input is scaled in place and serves as the only scratch, so the call
+    allocates nothing.
     """
+    g = g if overwrite_g else g.copy()
     if out is None:
         out = np.empty(g.shape[1:], np.float32)
-    if work is None:
-        work = np.empty(g.shape[1:], np.float32)
-    out[...] = 0
+    for a in range(3):
+        g[a] *= np.float32(1.0 / float(voxel_size_mm[a]))
+    np.negative(g[0], out=out)
+    out -= g[1]
+    out -= g[2]
     for a in range(3):
         lead, tail, first, last = _periodic_slices(a)
-        np.subtract(g[a][lead], g[a][tail], out=work[tail])
-        np.subtract(g[a][last], g[a][first], out=work[first])
-        work *= np.float32(1.0 / float(voxel_size_mm[a]))
-        out += work
+        out[tail] += g[a][lead]
+        out[first] += g[a][last]
     return out
 
 
@@ -171,7 +173,6 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
     y = np.zeros((n_terms,) + tuple(grid), np.float32)
     s1 = np.zeros_like(y)
     work = np.empty(grid, np.float32)
-    scratch = np.empty(grid, np.float32) if regulariser == "tv" else None
     v_s2 = phi.copy()  # v − s₂ with v = φ, s₂ = 0 to start
     s2 = np.zeros(grid, np.float32)
     w2_phi = w2 * phi
@@ -180,7 +181,7 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
         y -= s1
         y -= s1  # z − s₁
         if regulariser == "tv":
-            _gradient_adjoint(y, voxel_size_mm, out=work, work=scratch)
+            _gradient_adjoint(y, voxel_size_mm, out=work, overwrite_g=True)  # y is rewritten below
             chi_k = kernels.rfftn(work)
         else:
             chi_k = kernels.rfftn(y[0])
