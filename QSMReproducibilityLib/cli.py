@@ -93,7 +93,7 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     demo.add_argument("-o", "--output", required=True, help="output folder (report.html, features.csv, agreement.xlsx, study/)")
     demo.add_argument("--cases", type=int, default=61, help="number of cases (default 61: 36 haematomas, 25 calcifications)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--method", default="star", choices=("star", "tv", "tikhonov", "tkd"))
+    demo.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     demo.add_argument("--full-fov", action="store_true",
                       help="simulate the study's whole 320x240x70 matrix instead of a slab around V4 (slower)")
@@ -108,7 +108,7 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     rec.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"),
                      help="B0 direction in the voxel frame (default: from the sidecar's B0_dir, else the affine)")
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
-    rec.add_argument("--method", default="star", choices=("star", "tv", "tikhonov", "tkd"))
+    rec.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
     rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
     rec.add_argument("--mask-index", type=int, default=None, help="candidate mask 0-8 (default: the middle one)")
     rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")

@@ -22,7 +22,7 @@ from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
 
 log = logging.getLogger(__name__)
 
-METHODS = ("star", "tv", "tikhonov", "tkd")
+METHODS = ("star", "tv", "iterative-tikhonov", "tikhonov", "tkd")
 UNWRAP_METHODS = ("temporal", "laplacian")
 
 
@@ -37,6 +37,7 @@ class ReconParams:
     vsharp_threshold: float = 0.05
     tkd_threshold: float = 0.19
     tikhonov_lambda: float = 0.05
+    iterative_tikhonov_lambda: float = inversion.ITERATIVE_TIKHONOV_LAMBDA
     tv_alpha: float = 3e-4
 
     def __post_init__(self):
@@ -179,6 +180,9 @@ def invert_field(
         chi = inversion.tkd(local.field, local.mask, vox, b0_dir, params.tkd_threshold)
     elif params.method == "tikhonov":
         chi = inversion.tikhonov(local.field, local.mask, vox, b0_dir, params.tikhonov_lambda)
+    elif params.method == "iterative-tikhonov":
+        chi = inversion.iterative_tikhonov(local.field, local.mask, vox, b0_dir, lambda_=params.iterative_tikhonov_lambda,
+                                           progress=inv_progress)
     elif params.method == "tv":
         chi = inversion.admm_inversion(
             local.field, local.mask, vox, b0_dir, alpha=params.tv_alpha, progress=inv_progress

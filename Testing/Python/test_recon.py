@@ -63,7 +63,7 @@ def test_forward_field_of_infinite_cylinder(theta_deg):
     assert np.abs(field[ring] - outside_expected[ring]).max() < 0.02 * chi
 
 
-@pytest.mark.parametrize("method", ["tkd", "tikhonov", "tv", "star"])
+@pytest.mark.parametrize("method", ["tkd", "tikhonov", "iterative-tikhonov", "tv", "star"])
 def test_inversion_recovers_sphere_from_closed_form_field(method):
     shape, voxel, radius, chi = (64, 64, 64), (1.0, 1.0, 1.0), 6.0, 0.25
     field, r = sphere_field(shape, voxel, radius, chi)
@@ -71,6 +71,7 @@ def test_inversion_recovers_sphere_from_closed_form_field(method):
     fn = {
         "tkd": lambda: inversion.tkd(field, mask, voxel),
         "tikhonov": lambda: inversion.tikhonov(field, mask, voxel, lambda_=0.002),
+        "iterative-tikhonov": lambda: inversion.iterative_tikhonov(field, mask, voxel),
         "tv": lambda: inversion.admm_inversion(field, mask, voxel, alpha=1e-4, iterations=80),
         "star": lambda: inversion.star_qsm(field, mask, voxel, iterations=40),
     }[method]
@@ -78,7 +79,7 @@ def test_inversion_recovers_sphere_from_closed_form_field(method):
     core = r <= radius - 1.5
     background = r >= radius + 6
     contrast = recon[core].mean() - recon[background].mean()
-    tolerance = {"tkd": 0.20, "tikhonov": 0.20, "tv": 0.10, "star": 0.10}[method]
+    tolerance = {"tkd": 0.20, "tikhonov": 0.20, "iterative-tikhonov": 0.20, "tv": 0.10, "star": 0.10}[method]
     assert contrast == pytest.approx(chi, rel=tolerance)
 
 
@@ -229,3 +230,15 @@ def test_tv_gradient_is_periodic_forward_difference_and_its_adjoint_is_exact():
     np.testing.assert_allclose(inversion._gradient(x, voxel), expected, atol=1e-5)
     # <Gx, g> = <x, Gᵀg>
     assert (inversion._gradient(x, voxel) * g).sum() == pytest.approx((x * inversion._gradient_adjoint(g, voxel)).sum(), rel=1e-5)
+
+
+def test_cli_offers_every_reconstruction_method():
+    from QSMReproducibilityLib.cli import build_parser
+    from QSMReproducibilityLib.recon import pipeline
+
+    parser = build_parser(with_study_commands=False)
+    for method in pipeline.METHODS:
+        assert parser.parse_args(["reconstruct", "anat", "-o", "qsm.nii.gz", "--method", method]).method == method
+    for background in pipeline.BACKGROUND_METHODS:
+        args = parser.parse_args(["reconstruct", "anat", "-o", "qsm.nii.gz", "--background", background])
+        assert args.background == background
