@@ -60,6 +60,7 @@ INPUT_NIFTI = "Magnitude and phase NIfTI files"
 INPUT_SCENE = "Magnitude and phase volumes in the scene"
 RECON_METHODS = ["star", "tv", "iterative-tikhonov", "tikhonov", "tkd"]  # QSMReproducibilityLib.recon.pipeline.METHODS
 UNWRAP_METHODS = ["temporal", "laplacian"]  # QSMReproducibilityLib.recon.pipeline.UNWRAP_METHODS
+BACKGROUND_METHODS = ["vsharp", "pdf"]  # QSMReproducibilityLib.recon.pipeline.BACKGROUND_METHODS
 LESION_TYPES = ["hematoma", "calcification"]  # QSMReproducibilityLib.segio.LESION_TYPES
 ICC_FORMS = ["A,1", "C,1", "1,1", "A,k", "C,k", "1,k"]
 
@@ -203,7 +204,7 @@ class QSMReproducibilityParameterNode:
     inputKind, inputFolder, magnitudeFile, phaseFile, magnitudeVolume, phaseVolume - the GRE input.
     echoTimesMs - echo times in milliseconds, comma separated; read from the input, editable.
     b0Tesla - main field strength.
-    method, unwrapMethod, maskIndex - reconstruction settings (maskIndex picks a candidate mask).
+    method, unwrapMethod, backgroundMethod, maskIndex - reconstruction settings (maskIndex picks a candidate mask).
     qsmOutputFile - where the reconstructed QSM NIfTI is written.
     qsmVolume - the QSM shown and added to the study.
     caseId, lesionType - identity of the case added to the study.
@@ -222,6 +223,7 @@ class QSMReproducibilityParameterNode:
     b0Tesla: Annotated[float, WithinRange(0.1, 20.0)] = 3.0
     method: Annotated[str, Choice(RECON_METHODS)] = "star"
     unwrapMethod: Annotated[str, Choice(UNWRAP_METHODS)] = "temporal"
+    backgroundMethod: Annotated[str, Choice(BACKGROUND_METHODS)] = "vsharp"
     maskIndex: Annotated[int, WithinRange(0, 8)] = 4
     qsmOutputFile: pathlib.Path
     qsmVolume: vtkMRMLScalarVolumeNode
@@ -591,7 +593,7 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             with _userAction(_("Reconstruction failed.")):
                 gre = self._currentGre()
                 qsmNode = self.logic.reconstruct(
-                    gre, p.qsmOutputFile, method=p.method, unwrap=p.unwrapMethod,
+                    gre, p.qsmOutputFile, method=p.method, unwrap=p.unwrapMethod, background=p.backgroundMethod,
                     maskIndex=p.maskIndex if self._candidates is not None else None,
                     qsmNode=p.qsmVolume, progress=self._progressBarCallback(),
                 )
@@ -922,8 +924,8 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
         return candidate_masks(gre.magnitude, gre.voxel_size_mm)
 
-    def reconstruct(self, gre, qsmOutputFile, *, method="star", unwrap="temporal", maskIndex=None, qsmNode=None,
-                    progress=None):
+    def reconstruct(self, gre, qsmOutputFile, *, method="star", unwrap="temporal", background="vsharp", maskIndex=None,
+                    qsmNode=None, progress=None):
         """Reconstruct χ (ppm), write it as NIfTI on the GRE grid, and show it as a volume node."""
         from QSMReproducibilityLib.errors import InputError
         from QSMReproducibilityLib.io import save_nifti
@@ -931,7 +933,8 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
         if not _given(qsmOutputFile):
             raise InputError("choose where to write the QSM (.nii.gz)")
-        result = reconstruct(gre, ReconParams(method=method, unwrap=unwrap, mask_index=maskIndex), progress=progress)
+        params = ReconParams(method=method, unwrap=unwrap, background=background, mask_index=maskIndex)
+        result = reconstruct(gre, params, progress=progress)
         save_nifti(str(qsmOutputFile), result.chi_ppm, gre.affine, description=f"QSM chi ppm ({method})")
         save_nifti(self.maskPathFor(qsmOutputFile), result.brain_mask.astype(np.uint8), gre.affine,
                    description="chosen brain mask")

@@ -31,7 +31,7 @@ def _cmd_demo(args) -> int:
 def _cmd_reconstruct(args) -> int:
     from .recon.pipeline import ReconParams, reconstruct_path
 
-    params = ReconParams(method=args.method, unwrap=args.unwrap, mask_index=args.mask_index)
+    params = ReconParams(method=args.method, unwrap=args.unwrap, background=args.background, mask_index=args.mask_index)
     with ConsoleProgress("reconstruct") as bar:
         result = reconstruct_path(
             args.input, args.output, mask_out=args.save_mask, field_out=args.save_field,
@@ -110,6 +110,8 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
     rec.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
     rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
+    rec.add_argument("--background", default="vsharp", choices=("vsharp", "pdf"),
+                     help="background field removal: V-SHARP (the study's) or projection onto dipole fields")
     rec.add_argument("--mask-index", type=int, default=None, help="candidate mask 0-8 (default: the middle one)")
     rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")
     rec.add_argument("--save-field", help="also write the local field (ppm)")

@@ -19,11 +19,13 @@ from ..errors import InputError, ReconstructionError
 from ..io import GreSeries, load_gre, load_nifti_gre, load_volume, save_nifti
 from ..progress import ProgressCallback, report, sub_progress
 from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
+from .background import VSHARP_RADII_MM
 
 log = logging.getLogger(__name__)
 
 METHODS = ("star", "tv", "iterative-tikhonov", "tikhonov", "tkd")
 UNWRAP_METHODS = ("temporal", "laplacian")
+BACKGROUND_METHODS = ("vsharp", "pdf")
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,9 @@ class ReconParams:
 
     method: str = "star"
     unwrap: str = "temporal"
+    background: str = "vsharp"
     mask_index: int | None = None
-    vsharp_radii_mm: tuple[float, ...] = background.VSHARP_RADII_MM
+    vsharp_radii_mm: tuple[float, ...] = VSHARP_RADII_MM
     vsharp_threshold: float = 0.05
     tkd_threshold: float = 0.19
     tikhonov_lambda: float = 0.05
@@ -43,6 +46,8 @@ class ReconParams:
     def __post_init__(self):
         if self.method not in METHODS:
             raise InputError(f"unknown inversion method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.background not in BACKGROUND_METHODS:
+            raise InputError(f"unknown background removal {self.background!r}; choose one of {', '.join(BACKGROUND_METHODS)}")
         if self.unwrap not in UNWRAP_METHODS:
             raise InputError(f"unknown unwrapping method {self.unwrap!r}; choose one of {', '.join(UNWRAP_METHODS)}")
 
@@ -164,14 +169,18 @@ def invert_field(
     *,
     progress: ProgressCallback | None = None,
 ) -> ReconResult:
-    """Background removal (V-SHARP) and dipole inversion: total field → χ (ppm) on the full grid."""
+    """Background removal (V-SHARP or PDF) and dipole inversion: total field → χ (ppm) on the full grid."""
     vox, b0_dir, box, shape = fieldmap.voxel_size_mm, fieldmap.b0_dir, fieldmap.box, fieldmap.shape
     seconds = dict(fieldmap.seconds)
     t = time.perf_counter()
-    local = background.vsharp(
-        fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, params.vsharp_radii_mm, params.vsharp_threshold,
-        progress=sub_progress(progress, 0.0, 0.2),
-    )
+    if params.background == "pdf":
+        local = background.pdf(fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, b0_dir,
+                               progress=sub_progress(progress, 0.0, 0.2))
+    else:
+        local = background.vsharp(
+            fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, params.vsharp_radii_mm, params.vsharp_threshold,
+            progress=sub_progress(progress, 0.0, 0.2),
+        )
     seconds["background"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -214,8 +223,9 @@ def _write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         "Method": result.params.method, "Unwrapping": result.params.unwrap,
         "MaskCandidate": result.mask_index if result.mask_index >= 0 else "user-supplied",
         "MaskThresholdFraction": fraction,
-        "BackgroundRemoval": {"method": "V-SHARP", "radii_mm": list(result.params.vsharp_radii_mm),
-                              "threshold": result.params.vsharp_threshold},
+        "BackgroundRemoval": {"method": "PDF", "pad_mm": background.PDF_PAD_MM} if result.params.background == "pdf"
+        else {"method": "V-SHARP", "radii_mm": list(result.params.vsharp_radii_mm),
+              "threshold": result.params.vsharp_threshold},
         **acquisition, "Notes": list(result.notes),
         "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "Software": f"QSMReproducibilityLib {__version__}",
@@ -250,6 +260,7 @@ def reconstruct_path(
     b0_tesla: float | None = None,
     b0_dir=None,
     method: str = "star",
+    background_method: str = "vsharp",
     params: ReconParams | None = None,
     user_mask_path=None,
     progress: ProgressCallback | None = None,
@@ -276,7 +287,7 @@ def reconstruct_path(
     user_mask = None
     if user_mask_path is not None:
         user_mask = load_volume(user_mask_path)[0] > 0.5
-    params = params or ReconParams(method=method)
+    params = params or ReconParams(method=method, background=background_method)
     fieldmap = estimate_field(gre, params, user_mask=user_mask, progress=sub_progress(progress, 0.0, 0.45))
     acquisition = {"MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
                    "EchoTime": [float(t) for t in gre.te_s]}
