@@ -2,8 +2,13 @@
 
 The study's chain (STI Suite) was Laplacian unwrapping → normalised phase → BET mask → V-SHARP →
 STAR-QSM → CSF referencing. Here the default unwrapping is exact (temporal, congruent) and the echo fit
-keeps the phase offset; the Laplacian path is available for comparison (``unwrap="laplacian"``). CSF
-referencing happens per reading (each observer draws CSF), so :func:`reconstruct` returns un-referenced χ.
+keeps the phase offset; the Laplacian path is available for comparison (``unwrap="laplacian"``), and PDF
+for V-SHARP (``background="pdf"``). CSF referencing happens per reading (each observer draws CSF), so
+:func:`reconstruct` returns un-referenced χ.
+
+Memory: :func:`estimate_field` needs the GRE data, :func:`invert_field` does not; the echoes are unwrapped
+one at a time as the field fit consumes them, and :func:`reconstruct_path` drops the GRE before the
+inversion, which then reuses that memory.
 """
 
 from __future__ import annotations
