@@ -77,8 +77,11 @@ def unwrap_spatial(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
     """Laplacian estimate made congruent with the measured phase (exact where the estimate is within π)."""
     estimate = laplacian_unwrap(phase_rad, voxel_size_mm)
     # The Laplacian solution has an arbitrary offset: align it to the data before rounding.
-    offset = np.angle(np.mean(np.exp(1j * (phase_rad - estimate))))
-    return congruent(phase_rad, estimate + offset)
+    difference = np.subtract(phase_rad, estimate, dtype=np.float32)
+    offset = np.arctan2(np.sin(difference).mean(dtype=np.float64), np.cos(difference, out=difference).mean(dtype=np.float64))
+    del difference
+    estimate += np.float32(offset)
+    return congruent(phase_rad, estimate)
 
 
 def unwrap_multi_echo(

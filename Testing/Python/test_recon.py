@@ -275,3 +275,24 @@ def test_pdf_background_removal_through_the_pipeline_is_recorded(tmp_path):
     assert sidecar["BackgroundRemoval"]["method"] == "PDF"
     assert np.array_equal(result.mask, result.brain_mask)  # PDF erodes nothing
     assert np.isfinite(result.chi_ppm).all() and np.abs(result.chi_ppm[result.mask]).max() > 0
+
+
+def test_fill_holes_matches_scipy_in_3d_and_per_slice():
+    from scipy import ndimage
+
+    from QSMReproducibilityLib.recon.mask import fill_holes
+
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        mask = ndimage.binary_opening(rng.random((40, 30, 12)) > 0.35)
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+        per_slice = np.stack([ndimage.binary_fill_holes(mask[..., k]) for k in range(mask.shape[2])], axis=2)
+        np.testing.assert_array_equal(fill_holes(mask, in_plane=True), per_slice)
+    # A cavity (a 3-D hole) and a tunnel along the slices (a hole in every slice, open in 3-D).
+    block = np.zeros((20, 20, 10), bool)
+    block[2:18, 2:18, :] = True
+    block[8:11, 8:11, 3:6] = False
+    block[13:15, 4:6, :] = False
+    filled = fill_holes(block)
+    assert filled[8:11, 8:11, 3:6].all() and not filled[13:15, 4:6, :].any()
+    assert fill_holes(filled, in_plane=True)[2:18, 2:18, :].all()
