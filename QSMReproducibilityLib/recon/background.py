@@ -55,43 +55,50 @@ def vsharp(
         raise ReconstructionError("the brain mask is empty; choose a lower mask threshold")
     from .inversion import mask_bounding_box
 
-    # Only the mask's bounding box carries information: solve there, padded by the largest radius.
+    # Only the mask's bounding box carries information. The spheres are tested and the high-pass taken
+    # on the box itself (rounded up to a fast FFT size, no padding): a sphere that would wrap around
+    # reaches outside the box, where the mask is empty, so such centres are excluded explicitly. Only
+    # the deconvolution, which acts on the whole volume, runs on a grid padded by the largest radius.
     box = mask_bounding_box(mask)
     full_shape = total_field.shape
     total_field, mask = total_field[box], mask[box]
     radii = sorted((float(r) for r in radii_mm), reverse=True)
     shape = total_field.shape
-    pad_vox = [int(np.ceil(radii[0] / float(v))) + 1 for v in voxel_size_mm]
-    grid = kernels.fast_shape(shape, pad_vox)
-    field_k = kernels.rfftn(kernels.pad(np.where(mask, total_field, 0).astype(np.float32), grid))
-    mask_k = kernels.rfftn(kernels.pad(mask.astype(np.float32), grid))
-    local = np.zeros(grid, np.float32)
-    done = np.zeros(grid, bool)
-    s_max = None
+    grid = kernels.fast_shape(shape)
+    field_k = kernels.rfftn(kernels.pad(np.where(mask, total_field, np.float32(0)), grid, dtype=np.float32))
+    mask_k = kernels.rfftn(kernels.pad(mask, grid, dtype=np.float32))
+    local = np.zeros(shape, np.float32)
+    done = np.zeros(shape, bool)
     for i, radius in enumerate(radii):
         report(progress, i / (len(radii) + 1), f"V-SHARP radius {radius:g} mm")
         s_k = kernels.smv_kernel_k(grid, voxel_size_mm, radius)
-        if s_max is None:
-            s_max = s_k
-        inside = kernels.irfftn(mask_k * s_k, grid) > 0.999
-        new = inside & ~done
+        spectrum = mask_k * s_k
+        new = kernels.crop(kernels.irfftn(spectrum, grid), shape) > 0.999
+        for axis, half in enumerate(kernels.sphere_half_widths(grid, voxel_size_mm, radius)):
+            edge = [slice(None)] * 3
+            edge[axis] = np.r_[:half, shape[axis] - half:shape[axis]] if half else slice(0, 0)
+            new[tuple(edge)] = False  # the sphere leaves the box: not inside the mask
+        new &= ~done
         if new.any():
-            high_pass = kernels.irfftn(field_k * (1.0 - s_k), grid)
-            local[new] = high_pass[new]
+            np.multiply(field_k, 1.0 - s_k, out=spectrum)
+            local[new] = kernels.crop(kernels.irfftn(spectrum, grid), shape)[new]
             done |= new
     if not done.any():
         raise ReconstructionError(
             f"the brain mask is too thin for V-SHARP: no voxel has a {radii[-1]:g} mm sphere inside it"
         )
     report(progress, len(radii) / (len(radii) + 1), "V-SHARP deconvolution")
-    kernel = 1.0 - s_max
+    padded = kernels.fast_shape(shape, [int(np.ceil(radii[0] / float(v))) + 1 for v in voxel_size_mm])
+    kernel = 1.0 - kernels.smv_kernel_k(padded, voxel_size_mm, radii[0])
     inverse = np.where(np.abs(kernel) > threshold, 1.0 / np.where(kernel == 0, 1, kernel), 0.0).astype(np.float32)
-    local = kernels.irfftn(kernels.rfftn(local) * inverse, grid) * done
+    spectrum = kernels.rfftn(kernels.pad(local, padded))
+    spectrum *= inverse
+    local = kernels.crop(kernels.irfftn(spectrum, padded), shape) * done
     report(progress, 1.0, "V-SHARP done")
     local_full = np.zeros(full_shape, np.float32)
     done_full = np.zeros(full_shape, bool)
-    local_full[box] = kernels.crop(local, shape)
-    done_full[box] = kernels.crop(done, shape)
+    local_full[box] = local
+    done_full[box] = done
     return LocalField(local_full, done_full)
 
 

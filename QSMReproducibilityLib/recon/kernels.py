@@ -79,7 +79,7 @@ def sphere_kernel(shape, voxel_size_mm, radius_mm: float) -> np.ndarray:
     The ball is built in its own small box and placed with wrap-around indices, so the cost does not
     grow with the grid.
     """
-    half = [min(int(np.floor(radius_mm / float(d))), (n - 1) // 2) for n, d in zip(shape, voxel_size_mm)]
+    half = sphere_half_widths(shape, voxel_size_mm, radius_mm)
     offsets = [np.arange(-h, h + 1) for h in half]
     x, y, z = np.meshgrid(*[o * float(d) for o, d in zip(offsets, voxel_size_mm)], indexing="ij", sparse=True)
     ball = ((x**2 + y**2 + z**2) <= radius_mm**2).astype(np.float32)
@@ -87,6 +87,11 @@ def sphere_kernel(shape, voxel_size_mm, radius_mm: float) -> np.ndarray:
     kernel = np.zeros(shape, np.float32)
     kernel[np.ix_(*[o % n for o, n in zip(offsets, shape)])] = ball
     return kernel
+
+
+def sphere_half_widths(shape, voxel_size_mm, radius_mm: float) -> list[int]:
+    """Voxels the SMV sphere reaches on each side of its centre along each axis (capped by the grid)."""
+    return [min(int(np.floor(radius_mm / float(d))), (n - 1) // 2) for n, d in zip(shape, voxel_size_mm)]
 
 
 def smv_kernel_k(shape, voxel_size_mm, radius_mm: float) -> np.ndarray:
