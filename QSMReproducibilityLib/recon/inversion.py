@@ -242,8 +242,10 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
     work = np.empty(grid, np.float32)
     v_s2 = phi.copy()  # v − s₂ with v = φ, s₂ = 0 to start
     s2 = np.zeros(grid, np.float32)
-    w2_phi = w2 * phi
-    inv_w2_plus = np.divide(np.float32(1.0), w2 + np.float32(1.0), dtype=np.float32)
+    unit_weights = w2.dtype == bool  # W = the mask: W²φ = φ (zero outside), 1/(W² + 1) = ½ inside, 1 outside
+    if not unit_weights:
+        w2_phi = w2 * phi
+        inv_w2_plus = np.divide(np.float32(1.0), w2 + np.float32(1.0), dtype=np.float32)
     for it in range(iterations):
         y -= s1
         y -= s1  # z − s₁
@@ -257,10 +259,11 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
         data_k *= data_filter
         chi_k += data_k
         del data_k
-        chi_new = kernels.irfftn(chi_k, grid)
-        chi_k *= d
-        dchi = kernels.irfftn(chi_k, grid)
+        dchi_k = chi_k * d
+        chi_new = kernels.irfftn(chi_k, grid, overwrite=True)
         del chi_k
+        dchi = kernels.irfftn(dchi_k, grid, overwrite=True)
+        del dchi_k
         check = it > 4  # the stopping test is not applied to the first iterations: skip its cost there
         if check:
             np.subtract(chi_new, chi, out=work)
@@ -273,8 +276,12 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
         y += s1  # Rχ + s₁
         np.clip(y, -threshold, threshold, out=s1)  # the new scaled dual; z = y − s₁ is the soft threshold
         np.add(dchi, s2, out=work)
-        np.add(work, w2_phi, out=v_s2)
-        v_s2 *= inv_w2_plus  # v
+        if unit_weights:
+            np.add(work, phi, out=v_s2)
+            np.multiply(v_s2, np.float32(0.5), out=v_s2, where=w2)  # v
+        else:
+            np.add(work, w2_phi, out=v_s2)
+            v_s2 *= inv_w2_plus  # v
         np.subtract(work, v_s2, out=s2)  # s₂ + F⁻¹D̂Fχ − v
         v_s2 -= s2
         del dchi
@@ -287,8 +294,11 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
 def _padded_problem(local_ppm, mask, voxel_size_mm, b0_dir, weight):
     grid = _grid(local_ppm.shape, voxel_size_mm)
     d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
-    w = mask.astype(np.float32) if weight is None else (weight * mask).astype(np.float32)
-    w2 = kernels.pad(w * w, grid)
+    if weight is None:
+        w2 = kernels.pad(mask.astype(bool), grid)  # unit weights: kept as the mask itself (less memory)
+    else:
+        w = (weight * mask).astype(np.float32)
+        w2 = kernels.pad(w * w, grid)
     phi = kernels.pad(np.where(mask, local_ppm, np.float32(0)), grid, dtype=np.float32)
     return grid, d, w2, phi
 
@@ -354,7 +364,7 @@ def star_qsm(
     spectrum *= d
     residual = np.subtract(phi, kernels.irfftn(spectrum, grid), out=phi)  # φ is not needed any more
     del spectrum
-    residual[w2 == 0] = 0
+    residual *= w2 != 0
     rest = None if progress is None else (lambda f, m: progress(0.5 + 0.5 * f, m))
     weak = _admm_padded(residual, w2, d, grid, voxel_size_mm, regulariser="tv",
                         alpha=alpha_tv, iterations=iterations, tolerance=1e-3, progress=rest)

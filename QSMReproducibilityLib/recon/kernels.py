@@ -43,8 +43,9 @@ def rfftn(volume: np.ndarray) -> np.ndarray:
     return sfft.rfftn(volume, workers=FFT_WORKERS)
 
 
-def irfftn(spectrum: np.ndarray, shape) -> np.ndarray:
-    return sfft.irfftn(spectrum, s=shape, workers=FFT_WORKERS)
+def irfftn(spectrum: np.ndarray, shape, overwrite: bool = False) -> np.ndarray:
+    """Inverse real FFT; with ``overwrite`` the spectrum may be destroyed (saves a copy of it)."""
+    return sfft.irfftn(spectrum, s=shape, workers=FFT_WORKERS, overwrite_x=overwrite)
 
 
 def k_grid(shape, voxel_size_mm, real: bool = True):

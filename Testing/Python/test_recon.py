@@ -296,3 +296,16 @@ def test_fill_holes_matches_scipy_in_3d_and_per_slice():
     filled = fill_holes(block)
     assert filled[8:11, 8:11, 3:6].all() and not filled[13:15, 4:6, :].any()
     assert fill_holes(filled, in_plane=True)[2:18, 2:18, :].all()
+
+
+def test_unit_weights_take_the_mask_path_with_the_same_result():
+    """Without a weight, W is the mask and kept as a boolean (less memory); it must equal explicit ones."""
+    shape, voxel = (48, 40, 24), (0.8, 0.8, 1.6)
+    field, r = sphere_field(shape, voxel, 5.0, 0.3)
+    mask = r <= 14.0
+    ones = np.ones(shape, np.float32)
+    for solver in (inversion.star_qsm, inversion.admm_inversion, inversion.iterative_tikhonov):
+        implicit = solver(field, mask, voxel, iterations=6)
+        explicit = solver(field, mask, voxel, iterations=6, weight=ones)
+        np.testing.assert_allclose(implicit, explicit, atol=1e-6)
+        assert np.abs(implicit).max() > 0.1

@@ -75,9 +75,9 @@ def main() -> int:
         counts[a.shape] += 1
         return forward(a)
 
-    def counting_backward(a, shape):
+    def counting_backward(a, shape, overwrite=False):
         counts[tuple(shape)] += 1
-        return backward(a, shape)
+        return backward(a, shape, overwrite)
 
     kernels.rfftn, kernels.irfftn = counting_forward, counting_backward
     pipeline.reconstruct(load_gre(anat), pipeline.ReconParams(method=args.method))
