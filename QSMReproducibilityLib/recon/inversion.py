@@ -217,7 +217,8 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
     * v = (F⁻¹D̂Fχ + s₂ + W²φ) / (W² + 1), s₂ ← s₂ + F⁻¹D̂Fχ − v.
 
     To save memory z is never stored: ``y`` holds Rχ + s₁, so z − s₁ = y − 2s₁; likewise ``v_s2`` holds
-    v − s₂. The loop runs in place on preallocated volumes; only the FFTs allocate.
+    v − s₂, and with unit weights (W = the mask, kept boolean) W²φ is φ itself. The iterates live in
+    preallocated volumes; only the spectra and the FFTs' outputs are allocated, and freed, per iteration.
     """
     mu1 = np.float32(100.0 * alpha)
     threshold = np.float32(alpha / mu1)
