@@ -83,17 +83,23 @@ def test_inversion_recovers_sphere_from_closed_form_field(method):
     assert contrast == pytest.approx(chi, rel=tolerance)
 
 
-def test_vsharp_removes_a_harmonic_background_and_keeps_the_local_field():
+def _background_scene():
+    """An ellipsoidal brain; background: the field of a strong source outside it (harmonic inside);
+    local: the field of a weak sphere at its centre. Returns (voxel, r, brain, background, local)."""
     shape, voxel = (64, 64, 40), (1.0, 1.0, 2.0)
     x, y, z = _grid(shape, voxel)
     brain = (x / 18) ** 2 + (y / 18) ** 2 + (z / 24) ** 2 <= 1
-    # Background: field of a strong source outside the mask (harmonic inside it); local: a weak sphere.
     bg, _ = sphere_field(shape, voxel, 3.0, 80.0)
     bg = np.roll(bg, 28, axis=0)
-    local_chi = ((x**2 + y**2 + z**2) <= 25).astype(np.float32) * 0.2
-    local = inversion.forward_field(local_chi, voxel)
+    r = np.sqrt(x**2 + y**2 + z**2)
+    local = inversion.forward_field((r <= 5).astype(np.float32) * 0.2, voxel)
+    return voxel, r, brain, bg, local
+
+
+def test_vsharp_removes_a_harmonic_background_and_keeps_the_local_field():
+    voxel, r, brain, bg, local = _background_scene()
     result = vsharp(bg + local, brain, voxel, radii_mm=(8, 6, 4, 2))
-    m = result.mask & ((x**2 + y**2 + z**2) <= 14**2)
+    m = result.mask & (r <= 14)
     err = result.field[m] - local[m]
     assert np.sqrt(np.mean((err - err.mean()) ** 2)) < 0.1 * np.abs(local[m]).max()
     assert np.abs(bg[m]).max() > 2 * np.abs(local[m]).max()  # the background really dominated
@@ -102,17 +108,11 @@ def test_vsharp_removes_a_harmonic_background_and_keeps_the_local_field():
 def test_pdf_removes_an_external_source_and_keeps_the_whole_mask():
     """Projection onto dipole fields on the same scene as the V-SHARP test: the strong source outside
     the mask is explained by sources outside it, the weak sphere inside is kept, nothing is eroded."""
-    shape, voxel = (64, 64, 40), (1.0, 1.0, 2.0)
-    x, y, z = _grid(shape, voxel)
-    brain = (x / 18) ** 2 + (y / 18) ** 2 + (z / 24) ** 2 <= 1
-    bg, _ = sphere_field(shape, voxel, 3.0, 80.0)
-    bg = np.roll(bg, 28, axis=0)
-    local_chi = ((x**2 + y**2 + z**2) <= 25).astype(np.float32) * 0.2
-    local = inversion.forward_field(local_chi, voxel)
+    voxel, r, brain, bg, local = _background_scene()
     result = pdf(bg + local, brain, voxel)
     assert np.array_equal(result.mask, brain)
     assert not result.field[~brain].any()
-    for region in (brain & ((x**2 + y**2 + z**2) <= 14**2), brain):
+    for region in (brain & (r <= 14), brain):
         err = result.field[region] - local[region]
         assert np.sqrt(np.mean((err - err.mean()) ** 2)) < 0.06 * np.abs(local[region]).max()
     assert np.abs(bg[brain]).max() > 2 * np.abs(local[brain]).max()
