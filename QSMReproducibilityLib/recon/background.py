@@ -91,9 +91,7 @@ def vsharp(
     padded = kernels.fast_shape(shape, [int(np.ceil(radii[0] / float(v))) + 1 for v in voxel_size_mm])
     kernel = 1.0 - kernels.smv_kernel_k(padded, voxel_size_mm, radii[0])
     inverse = np.where(np.abs(kernel) > threshold, 1.0 / np.where(kernel == 0, 1, kernel), 0.0).astype(np.float32)
-    spectrum = kernels.rfftn(kernels.pad(local, padded))
-    spectrum *= inverse
-    local = kernels.crop(kernels.irfftn(spectrum, padded), shape) * done
+    local = kernels.crop(kernels.apply_k(kernels.pad(local, padded), inverse), shape) * done
     report(progress, 1.0, "V-SHARP done")
     local_full = np.zeros(full_shape, np.float32)
     done_full = np.zeros(full_shape, bool)
@@ -143,24 +141,19 @@ def pdf(
     w2 = kernels.pad(w * w, grid)
     outside = ~kernels.pad(inside, grid)  # where background sources may be: everywhere but the mask
 
-    def dipole(x):
-        spectrum = kernels.rfftn(x)
-        spectrum *= d
-        return kernels.irfftn(spectrum, grid)
-
     def normal_operator(x):
-        field = dipole(np.where(outside, x, np.float32(0)))
+        field = kernels.apply_k(np.where(outside, x, np.float32(0)), d)
         field *= w2
-        out = dipole(field)
+        out = kernels.apply_k(field, d)
         out[~outside] = 0
         return out
 
     field = kernels.pad(np.where(inside, total_field[box], np.float32(0)), grid, dtype=np.float32)
-    rhs = dipole(field * w2)
+    rhs = kernels.apply_k(field * w2, d)
     rhs[~outside] = 0
     chi_b = conjugate_gradient(normal_operator, rhs, iterations=iterations, tolerance=tolerance,
                                progress=progress, label="PDF")
-    local = kernels.crop(field - dipole(chi_b), shape) * inside
+    local = kernels.crop(field - kernels.apply_k(chi_b, d), shape) * inside
     report(progress, 1.0, "PDF done")
     local_full = np.zeros(total_field.shape, np.float32)
     local_full[box] = local

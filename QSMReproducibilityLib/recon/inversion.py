@@ -61,7 +61,7 @@ def forward_field(chi_ppm: np.ndarray, voxel_size_mm, b0_dir=(0, 0, 1), pad: boo
     shape = chi_ppm.shape
     grid = kernels.fast_shape(shape, [n // 2 for n in shape]) if pad else shape
     d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
-    field = kernels.irfftn(kernels.rfftn(kernels.pad(chi_ppm.astype(np.float32), grid)) * d, grid)
+    field = kernels.apply_k(kernels.pad(chi_ppm, grid, dtype=np.float32), d)
     return kernels.crop(field, shape).astype(np.float32)
 
 
@@ -77,7 +77,7 @@ def tkd(local_ppm, mask, voxel_size_mm, b0_dir=(0, 0, 1), threshold: float = 0.1
     inv = np.where(np.abs(d) >= threshold, 1.0 / np.where(d == 0, 1, d), np.sign(d) / threshold)
     inv[0, 0, 0] = 0.0
     field = kernels.pad(np.where(mask, local_ppm, 0).astype(np.float32), grid)
-    chi = kernels.irfftn(kernels.rfftn(field) * inv.astype(np.float32), grid)
+    chi = kernels.apply_k(field, inv.astype(np.float32))
     return (kernels.crop(chi, shape) * mask).astype(np.float32)
 
 
@@ -88,7 +88,7 @@ def tikhonov(local_ppm, mask, voxel_size_mm, b0_dir=(0, 0, 1), lambda_: float = 
     grid = _grid(shape, voxel_size_mm)
     d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
     field = kernels.pad(np.where(mask, local_ppm, 0).astype(np.float32), grid)
-    chi = kernels.irfftn(kernels.rfftn(field) * (d / (d * d + lambda_)), grid)
+    chi = kernels.apply_k(field, d / (d * d + lambda_))
     return (kernels.crop(chi, shape) * mask).astype(np.float32)
 
 
@@ -134,10 +134,8 @@ def iterative_tikhonov(
         return kernels.irfftn(spectrum, grid)
 
     phi *= w2
-    spectrum = kernels.rfftn(phi)
-    spectrum *= d
-    rhs = kernels.irfftn(spectrum, grid)
-    del spectrum, phi
+    rhs = kernels.apply_k(phi, d)
+    del phi
     chi = conjugate_gradient(normal_operator, rhs, iterations=iterations, tolerance=tolerance,
                              progress=progress, label="Tikhonov CG")
     return kernels.crop(chi, local_ppm.shape) * mask
@@ -361,10 +359,7 @@ def star_qsm(
     half = None if progress is None else (lambda f, m: progress(0.5 * f, m))
     strong = _admm_padded(phi, w2, d, grid, voxel_size_mm, regulariser="l1", alpha=alpha_strong,
                           iterations=iterations, tolerance=1e-3, progress=half)
-    spectrum = kernels.rfftn(strong)
-    spectrum *= d
-    residual = np.subtract(phi, kernels.irfftn(spectrum, grid), out=phi)  # φ is not needed any more
-    del spectrum
+    residual = np.subtract(phi, kernels.apply_k(strong, d), out=phi)  # φ is not needed any more
     residual *= w2 != 0
     rest = None if progress is None else (lambda f, m: progress(0.5 + 0.5 * f, m))
     weak = _admm_padded(residual, w2, d, grid, voxel_size_mm, regulariser="tv",

@@ -48,6 +48,13 @@ def irfftn(spectrum: np.ndarray, shape, overwrite: bool = False) -> np.ndarray:
     return sfft.irfftn(spectrum, s=shape, workers=FFT_WORKERS, overwrite_x=overwrite)
 
 
+def apply_k(volume: np.ndarray, kernel_k: np.ndarray) -> np.ndarray:
+    """Periodic convolution of a real volume by a kernel given on the real-FFT grid: F⁻¹[K̂ · F(volume)]."""
+    spectrum = rfftn(volume)
+    spectrum *= kernel_k
+    return irfftn(spectrum, volume.shape, overwrite=True)
+
+
 def k_grid(shape, voxel_size_mm, real: bool = True):
     """k-space coordinates in cycles/mm for an FFT of ``shape`` (last axis halved when ``real``)."""
     freqs = [sfft.fftfreq(n, d=float(d)) for n, d in zip(shape, voxel_size_mm)]

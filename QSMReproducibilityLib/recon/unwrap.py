@@ -46,25 +46,17 @@ def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, pad_voxels: int = STI
     lap = kernels.laplacian_k(grid, voxel_size_mm)
     # Ordered so that at most about four padded volumes are alive at once.
     sin_p = kernels.pad(np.sin(phase_rad, dtype=np.float32), grid)
-    spectrum = kernels.rfftn(sin_p)
-    spectrum *= lap
-    lap_phase = kernels.irfftn(spectrum, grid, overwrite=True)  # ∇² sin φ
+    lap_phase = kernels.apply_k(sin_p, lap)  # ∇² sin φ
     cos_p = kernels.pad(np.cos(phase_rad, dtype=np.float32), grid)
     lap_phase *= cos_p  # cos φ · ∇² sin φ
-    spectrum = kernels.rfftn(cos_p)
+    lap_cos = kernels.apply_k(cos_p, lap)
     del cos_p
-    spectrum *= lap
-    lap_cos = kernels.irfftn(spectrum, grid, overwrite=True)
-    del spectrum
     lap_cos *= sin_p
     del sin_p
     lap_phase -= lap_cos  # − sin φ · ∇² cos φ
     del lap_cos
-    spectrum = kernels.rfftn(lap_phase)
-    del lap_phase
     np.divide(1.0, lap, out=lap, where=lap != 0)  # the inverse Laplacian, in place; DC stays 0
-    spectrum *= lap
-    return np.ascontiguousarray(kernels.crop(kernels.irfftn(spectrum, grid, overwrite=True), shape))
+    return np.ascontiguousarray(kernels.crop(kernels.apply_k(lap_phase, lap), shape))
 
 
 def congruent(wrapped_rad: np.ndarray, estimate_rad: np.ndarray) -> np.ndarray:
