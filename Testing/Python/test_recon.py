@@ -309,3 +309,19 @@ def test_unit_weights_take_the_mask_path_with_the_same_result():
         explicit = solver(field, mask, voxel, iterations=6, weight=ones)
         np.testing.assert_allclose(implicit, explicit, atol=1e-6)
         assert np.abs(implicit).max() > 0.1
+
+
+def test_user_mask_is_used_and_recorded(tmp_path):
+    import json
+
+    from QSMReproducibilityLib.io import save_nifti
+    from QSMReproducibilityLib.recon import pipeline
+
+    case = _small_case(tmp_path / "case")
+    user = np.zeros((64, 64, 16), np.uint8)
+    user[12:52, 12:52, 2:14] = 1
+    path = save_nifti(tmp_path / "mask.nii.gz", user, case.affine)
+    result = pipeline.reconstruct_path(case.anat_dir, tmp_path / "qsm.nii.gz", method="tkd", user_mask_path=path)
+    assert np.array_equal(result.brain_mask, user.astype(bool))
+    assert not result.chi_ppm[~user.astype(bool)].any()
+    assert json.loads((tmp_path / "qsm.json").read_text())["MaskCandidate"] == "user-supplied"
