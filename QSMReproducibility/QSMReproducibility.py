@@ -61,6 +61,7 @@ INPUT_SCENE = "Magnitude and phase volumes in the scene"
 RECON_METHODS = ["star", "tv", "iterative-tikhonov", "tikhonov", "tkd"]  # QSMReproducibilityLib.recon.pipeline.METHODS
 UNWRAP_METHODS = ["temporal", "laplacian"]  # QSMReproducibilityLib.recon.pipeline.UNWRAP_METHODS
 BACKGROUND_METHODS = ["vsharp", "pdf"]  # QSMReproducibilityLib.recon.pipeline.BACKGROUND_METHODS
+MASK_METHODS = ["bet", "threshold"]  # QSMReproducibilityLib.recon.mask.MASK_METHODS
 LESION_TYPES = ["hematoma", "calcification"]  # QSMReproducibilityLib.segio.LESION_TYPES
 ICC_FORMS = ["A,1", "C,1", "1,1", "A,k", "C,k", "1,k"]
 
@@ -204,7 +205,8 @@ class QSMReproducibilityParameterNode:
     inputKind, inputFolder, magnitudeFile, phaseFile, magnitudeVolume, phaseVolume - the GRE input.
     echoTimesMs - echo times in milliseconds, comma separated; read from the input, editable.
     b0Tesla - main field strength.
-    method, unwrapMethod, backgroundMethod, maskIndex - reconstruction settings (maskIndex picks a candidate mask).
+    method, unwrapMethod, backgroundMethod, maskMethod, maskIndex - reconstruction settings (maskIndex picks one
+        of the nine candidate masks that maskMethod makes).
     qsmOutputFile - where the reconstructed QSM NIfTI is written.
     qsmVolume - the QSM shown and added to the study.
     caseId, lesionType - identity of the case added to the study.
@@ -224,6 +226,7 @@ class QSMReproducibilityParameterNode:
     method: Annotated[str, Choice(RECON_METHODS)] = "star"
     unwrapMethod: Annotated[str, Choice(UNWRAP_METHODS)] = "temporal"
     backgroundMethod: Annotated[str, Choice(BACKGROUND_METHODS)] = "vsharp"
+    maskMethod: Annotated[str, Choice(MASK_METHODS)] = "bet"
     maskIndex: Annotated[int, WithinRange(0, 8)] = 4
     qsmOutputFile: pathlib.Path
     qsmVolume: vtkMRMLScalarVolumeNode
@@ -561,11 +564,15 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._updateButtons()
 
     def onComputeMasks(self) -> None:
-        with _userAction(_("Could not compute candidate masks.")):
-            self._currentGre()
-            self._candidates = self.logic.candidateMasks(self._gre)
-            self.ui.maskIndexSpinBox.maximum = len(self._candidates.masks) - 1
-            self.onMaskIndexChanged(self.ui.maskIndexSpinBox.value)
+        try:
+            with _userAction(_("Could not compute candidate masks.")):
+                self._currentGre()
+                self._candidates = self.logic.candidateMasks(self._gre, self._parameterNode.maskMethod,
+                                                             progress=self._progressBarCallback())
+                self.ui.maskIndexSpinBox.maximum = len(self._candidates.masks) - 1
+                self.onMaskIndexChanged(self.ui.maskIndexSpinBox.value)
+        finally:
+            self.ui.cancelReconstructionButton.enabled = False
 
     def onMaskIndexChanged(self, index) -> None:
         if self._candidates is None or self._gre is None:
@@ -573,8 +580,11 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         index = int(index)
         mask = self._candidates.masks[index]
         self.logic.showCandidateMask(mask, self._gre.affine)
-        self.ui.maskFractionLabel.text = _("threshold {fraction:.2f} x p99, {voxels} voxels").format(
-            fraction=self._candidates.fractions[index], voxels=int(mask.sum()))
+        if self._candidates.method == "bet":
+            text = _("BET f = {fraction:.1f}, {voxels} voxels")
+        else:
+            text = _("threshold {fraction:.2f} x p99, {voxels} voxels")
+        self.ui.maskFractionLabel.text = text.format(fraction=self._candidates.fractions[index], voxels=int(mask.sum()))
 
     def _currentGre(self):
         """The loaded GRE with the echo times as currently shown (they may have been edited)."""
@@ -594,7 +604,8 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
                 gre = self._currentGre()
                 qsmNode = self.logic.reconstruct(
                     gre, p.qsmOutputFile, method=p.method, unwrap=p.unwrapMethod, background=p.backgroundMethod,
-                    maskIndex=p.maskIndex if self._candidates is not None else None,
+                    maskMethod=p.maskMethod, maskIndex=p.maskIndex if self._candidates is not None else None,
+                    candidates=self._candidates,
                     qsmNode=p.qsmVolume, progress=self._progressBarCallback(),
                 )
                 p.qsmVolume = qsmNode
@@ -918,14 +929,14 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
                 return str(base.parent / f"{stem}_qsm_ppm.nii.gz")
         return os.path.join(slicer.app.temporaryPath, "qsm_ppm.nii.gz")
 
-    def candidateMasks(self, gre):
-        """The study's nine candidate brain masks (pick one by eye)."""
+    def candidateMasks(self, gre, method="bet", progress=None):
+        """The study's nine candidate brain masks (pick one by eye): BET at nine fractional thresholds."""
         from QSMReproducibilityLib.recon.mask import candidate_masks
 
-        return candidate_masks(gre.magnitude, gre.voxel_size_mm)
+        return candidate_masks(gre.magnitude, gre.voxel_size_mm, method, progress=progress)
 
-    def reconstruct(self, gre, qsmOutputFile, *, method="star", unwrap="temporal", background="vsharp", maskIndex=None,
-                    qsmNode=None, progress=None):
+    def reconstruct(self, gre, qsmOutputFile, *, method="star", unwrap="temporal", background="vsharp",
+                    maskMethod="bet", maskIndex=None, candidates=None, qsmNode=None, progress=None):
         """Reconstruct χ (ppm), write it as NIfTI on the GRE grid, and show it as a volume node."""
         from QSMReproducibilityLib.errors import InputError
         from QSMReproducibilityLib.io import save_nifti
@@ -933,8 +944,10 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
         if not _given(qsmOutputFile):
             raise InputError("choose where to write the QSM (.nii.gz)")
-        params = ReconParams(method=method, unwrap=unwrap, background=background, mask_index=maskIndex)
-        result = reconstruct(gre, params, progress=progress)
+        params = ReconParams(method=method, unwrap=unwrap, background=background, mask_method=maskMethod,
+                             mask_index=maskIndex)
+        # Candidates already computed for the overlay are reused, not computed again.
+        result = reconstruct(gre, params, mask_candidates=candidates, progress=progress)
         save_nifti(str(qsmOutputFile), result.chi_ppm, gre.affine, description=f"QSM chi ppm ({method})")
         save_nifti(self.maskPathFor(qsmOutputFile), result.brain_mask.astype(np.uint8), gre.affine,
                    description="chosen brain mask")

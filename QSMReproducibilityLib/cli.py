@@ -31,12 +31,13 @@ def _cmd_demo(args) -> int:
 def _cmd_reconstruct(args) -> int:
     from .recon.pipeline import ReconParams, reconstruct_path
 
-    params = ReconParams(method=args.method, unwrap=args.unwrap, background=args.background, mask_index=args.mask_index)
+    params = ReconParams(method=args.method, unwrap=args.unwrap, background=args.background,
+                         mask_method=args.mask_method, mask_index=args.mask_index)
     with ConsoleProgress("reconstruct") as bar:
         result = reconstruct_path(
             args.input, args.output, mask_out=args.save_mask, field_out=args.save_field,
             magnitude=args.magnitude, phase=args.phase, te_s=args.te, b0_tesla=args.b0, b0_dir=args.b0_dir,
-            params=params, user_mask_path=args.mask, progress=bar,
+            params=params, user_mask_path=args.mask, mask_preview_out=args.mask_preview, progress=bar,
         )
     for note in result.notes:
         print(note)
@@ -112,8 +113,14 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
     rec.add_argument("--background", default="vsharp", choices=("vsharp", "pdf"),
                      help="background field removal: V-SHARP (the study's) or projection onto dipole fields")
-    rec.add_argument("--mask-index", type=int, default=None, help="candidate mask 0-8 (default: the middle one)")
+    rec.add_argument("--mask-method", default="bet", choices=("bet", "threshold"),
+                     help="how the nine candidate brain masks are made: BET at fractional thresholds 0.1-0.9 "
+                          "(default, as the study did), or magnitude thresholds (phantoms without scalp only)")
+    rec.add_argument("--mask-index", type=int, default=None,
+                     help="candidate mask 0-8 (default: BET f = 0.5, candidate 4)")
     rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")
+    rec.add_argument("--mask-preview", metavar="PNG",
+                     help="also write all nine candidate masks over the magnitude as a PNG, to pick one by eye")
     rec.add_argument("--save-field", help="also write the local field (ppm)")
     rec.add_argument("--save-mask", help="also write the mask used")
     rec.set_defaults(handler=_cmd_reconstruct)

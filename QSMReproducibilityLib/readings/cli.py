@@ -202,8 +202,10 @@ def _reconstruct_and_add(study: Study, args):
         if args.mask:
             chosen = "user-supplied mask"
         else:
+            from ..recon.mask import describe_candidate
+
             index = result.mask_index
-            chosen = f"candidate {index} (threshold fraction {result.mask_fractions[index]:.2f})"
+            chosen = describe_candidate(result.params.mask_method, result.mask_fractions[index], index)
         details = {"method": result.params.method, "unwrap": result.params.unwrap, "mask": chosen,
                    "notes": list(result.notes)}
         return study.add_case(args.case_id, args.lesion_type, qsm, mask_path=mask, gre_reference=args.gre_reference,

@@ -1,9 +1,15 @@
 """Candidate brain masks from the magnitude image.
 
-The study generated nine masks with FSL BET at different fractional intensity thresholds and chose one
-by eye. Here the candidates are intensity thresholds on the smoothed echo-combined magnitude at nine
-fractions of its robust maximum, each kept to its largest connected component and hole-filled; the
-person picks one (the default is the middle one) and the choice is recorded.
+The study made nine masks with FSL BET (Smith 2002) at nine fractional intensity thresholds and chose one
+by eye, the one "containing the best ROI including target vessels" while excluding the noisy clivus and
+occipital condyles. Here the nine candidates are BET surfaces (:mod:`.bet`) on the first-echo magnitude at
+``f`` = 0.1 … 0.9; when nobody picks one, the default is f = 0.5, FSL's own default (the documented rule),
+and the choice is recorded with the QSM.
+
+Magnitude-threshold masks (the smoothed echo-combined magnitude above a fraction of its 99th percentile,
+largest component, holes filled) remain as the named option ``method="threshold"``. They suit phantoms
+without scalp, but on a real head they take in the bright scalp and fat, and background removal then
+cannot remove the fields of air and bone.
 """
 
 from __future__ import annotations
@@ -13,21 +19,90 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-STUDY_FRACTIONS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50)
+from ..errors import InputError, ReconstructionError
+from ..progress import ProgressCallback, report, sub_progress
+from . import bet
+
+MASK_METHODS = ("bet", "threshold")
+BET_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Nine BET fractional intensity thresholds, from generous (0.1) to strict (0.9)."""
+BET_DEFAULT_FRACTION = 0.5
+"""FSL BET's default fractional intensity threshold: the candidate used when nobody picks one."""
+THRESHOLD_FRACTIONS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50)
 """Nine threshold fractions of the 99th-percentile magnitude, from permissive to strict."""
+STUDY_FRACTIONS = THRESHOLD_FRACTIONS  # the name the threshold candidates had before BET
 
 
 @dataclass(frozen=True)
 class MaskCandidates:
-    """Candidate masks, largest first; ``masks[i]`` was made at ``fractions[i]``."""
+    """Candidate masks; ``masks[i]`` was made by ``method`` at ``fractions[i]``."""
 
     fractions: tuple[float, ...]
     masks: tuple[np.ndarray, ...]
     default_index: int
+    method: str = "bet"
 
     @property
     def default(self) -> np.ndarray:
         return self.masks[self.default_index]
+
+    def describe(self, index: int) -> str:
+        """How candidate ``index`` was made, in words (for notes, labels and sidecars)."""
+        return describe_candidate(self.method, self.fractions[index], index)
+
+
+def candidate_fractions(method: str = "bet") -> tuple[float, ...]:
+    """The nine fractions of a mask method (BET fractional thresholds or magnitude-threshold fractions)."""
+    if method not in MASK_METHODS:
+        raise InputError(f"unknown mask method {method!r}; choose one of {', '.join(MASK_METHODS)}")
+    return BET_FRACTIONS if method == "bet" else THRESHOLD_FRACTIONS
+
+
+def default_index(method: str = "bet") -> int:
+    """The candidate used when nobody picks one: BET at f = 0.5; the middle threshold otherwise."""
+    fractions = candidate_fractions(method)
+    if method == "bet":
+        return fractions.index(BET_DEFAULT_FRACTION)
+    return len(fractions) // 2
+
+
+def describe_candidate(method: str, fraction: float, index: int) -> str:
+    if method == "bet":
+        return f"mask candidate {index}: BET, fractional intensity threshold f = {fraction:.1f}"
+    return f"mask candidate {index}: magnitude above {fraction:.2f} of its 99th percentile"
+
+
+def bet_image(magnitude: np.ndarray) -> np.ndarray:
+    """The image BET runs on: the first echo, the most proton-density weighted and least dephased."""
+    return magnitude if magnitude.ndim == 3 else magnitude[..., 0]
+
+
+SIGNAL_SNR = 3.0
+"""First-echo signal, in units of the noise SD, below which a voxel carries no usable phase."""
+
+
+def noise_sd(image: np.ndarray) -> float:
+    """The noise SD σ of a magnitude image, from its background (Rayleigh-distributed where there is no signal).
+
+    The background is what lies below BET's brain/background threshold t (Smith 2002); the median of a
+    Rayleigh variable is σ·√(2 ln 2). Returns 0 where the background was zeroed (masked exports).
+    """
+    landmarks = bet.robust_landmarks(image, (1.0, 1.0, 1.0))
+    sample = image[::2, ::2, :] if image.size > 4_000_000 else image
+    background = sample[(sample <= landmarks.t) & (sample > 0)]
+    if background.size < 100:
+        return 0.0
+    return float(np.median(background)) / np.sqrt(2.0 * np.log(2.0))
+
+
+def signal_mask(image: np.ndarray, snr: float = SIGNAL_SNR) -> np.ndarray:
+    """Voxels whose first-echo magnitude rises above noise: the phase-quality part of the brain mask.
+
+    Inside a BET outline, bone, sinus air and the dark clivus carry only noise phase, which V-SHARP and
+    the inversion would spread into the brain around them. The consensus recommends combining a brain
+    extraction with such phase-quality masking (ISMRM QSM consensus, Magn Reson Med 2024;91:1834).
+    """
+    return image > snr * noise_sd(image)
 
 
 def combined_magnitude(magnitude: np.ndarray) -> np.ndarray:
@@ -86,13 +161,38 @@ def fill_holes(mask: np.ndarray, in_plane: bool = False) -> np.ndarray:
     return ~reaches_border[background] | mask
 
 
-def candidate_masks(magnitude: np.ndarray, voxel_size_mm, fractions=STUDY_FRACTIONS) -> MaskCandidates:
-    """The study's nine candidate masks (see module docstring); ``magnitude`` is 3-D or 4-D (echoes last)."""
-    smooth = smoothed_magnitude(magnitude, voxel_size_mm)
-    masks = tuple(threshold_mask(smooth, f) for f in fractions)
-    return MaskCandidates(tuple(float(f) for f in fractions), masks, default_index=default_index(fractions))
+def candidate_masks(
+    magnitude: np.ndarray,
+    voxel_size_mm,
+    method: str = "bet",
+    *,
+    indices=None,
+    progress: ProgressCallback | None = None,
+) -> MaskCandidates:
+    """The study's nine candidate masks (see the module docstring); ``magnitude`` is 3-D or 4-D (echoes last).
 
-
-def default_index(fractions=STUDY_FRACTIONS) -> int:
-    """The candidate used when nobody picks one: the middle threshold."""
-    return len(fractions) // 2
+    ``indices`` limits the work to those candidates (the others are left as ``None``): the pipeline
+    computes only the one it uses, the Slicer panel and ``--mask-preview`` all nine, which BET evolves
+    as one batch.
+    """
+    fractions = candidate_fractions(method)
+    wanted = range(len(fractions)) if indices is None else sorted(set(int(i) for i in indices))
+    for i in wanted:
+        if not 0 <= i < len(fractions):
+            raise InputError(f"mask index {i} out of range 0…{len(fractions) - 1}")
+    masks: list = [None] * len(fractions)
+    report(progress, 0.0, "computing candidate brain masks")
+    if method == "bet":
+        image = bet_image(magnitude)
+        signal = signal_mask(image)
+        made = [m & signal for m in bet.bet_masks(image, voxel_size_mm, [fractions[i] for i in wanted],
+                                                  progress=sub_progress(progress, 0.0, 1.0))]
+    else:
+        smooth = smoothed_magnitude(magnitude, voxel_size_mm)
+        made = [threshold_mask(smooth, fractions[i]) for i in wanted]
+    for i, m in zip(wanted, made):
+        if not m.any():
+            raise ReconstructionError(f"{describe_candidate(method, fractions[i], i)} is empty")
+        masks[i] = m
+    report(progress, 1.0, "candidate brain masks done")
+    return MaskCandidates(tuple(float(f) for f in fractions), tuple(masks), default_index(method), method)

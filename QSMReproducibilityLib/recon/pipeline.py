@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +42,7 @@ class ReconParams:
     method: str = "star"
     unwrap: str = "temporal"
     background: str = "vsharp"
+    mask_method: str = "bet"
     mask_index: int | None = None
     vsharp_radii_mm: tuple[float, ...] = VSHARP_RADII_MM
     vsharp_threshold: float = 0.05
@@ -53,6 +56,11 @@ class ReconParams:
             raise InputError(f"unknown inversion method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.background not in BACKGROUND_METHODS:
             raise InputError(f"unknown background removal {self.background!r}; choose one of {', '.join(BACKGROUND_METHODS)}")
+        if self.mask_method not in masks.MASK_METHODS:
+            raise InputError(f"unknown mask method {self.mask_method!r}; choose one of {', '.join(masks.MASK_METHODS)}")
+        if self.mask_index is not None and not 0 <= self.mask_index < len(masks.candidate_fractions(self.mask_method)):
+            raise InputError(f"mask index {self.mask_index} out of range "
+                             f"0…{len(masks.candidate_fractions(self.mask_method)) - 1}")
         if self.unwrap not in UNWRAP_METHODS:
             raise InputError(f"unknown unwrapping method {self.unwrap!r}; choose one of {', '.join(UNWRAP_METHODS)}")
 
@@ -100,6 +108,7 @@ def reconstruct(
     params: ReconParams = ReconParams(),
     *,
     user_mask: np.ndarray | None = None,
+    mask_candidates: masks.MaskCandidates | None = None,
     progress: ProgressCallback | None = None,
 ) -> ReconResult:
     """Reconstruct QSM from a :class:`GreSeries`; see the module docstring for the chain.
@@ -107,7 +116,8 @@ def reconstruct(
     The same as :func:`estimate_field` followed by :func:`invert_field`; a caller that can drop the GRE
     data in between (as :func:`reconstruct_path` does) needs less memory.
     """
-    fieldmap = estimate_field(gre, params, user_mask=user_mask, progress=sub_progress(progress, 0.0, 0.45))
+    fieldmap = estimate_field(gre, params, user_mask=user_mask, mask_candidates=mask_candidates,
+                              progress=sub_progress(progress, 0.0, 0.45))
     return invert_field(fieldmap, params, progress=sub_progress(progress, 0.45, 1.0))
 
 
@@ -116,16 +126,22 @@ def estimate_field(
     params: ReconParams = ReconParams(),
     *,
     user_mask: np.ndarray | None = None,
+    mask_candidates: masks.MaskCandidates | None = None,
     progress: ProgressCallback | None = None,
 ) -> FieldMap:
-    """Brain mask, unwrapping and the multi-echo fit: GRE → total field (ppm) on the mask's box."""
+    """Brain mask, unwrapping and the multi-echo fit: GRE → total field (ppm) on the mask's box.
+
+    The brain mask is ``user_mask`` if given, else candidate ``params.mask_index`` (default: the
+    method's documented default) of ``params.mask_method``, taken from ``mask_candidates`` when the
+    caller has computed them already (the Slicer panel shows them before reconstructing).
+    """
     vox = gre.voxel_size_mm
     seconds: dict[str, float] = {}
     notes = []
     t0 = time.perf_counter()
 
     report(progress, 0.0, "computing the brain mask")
-    fractions = masks.STUDY_FRACTIONS
+    fractions = masks.candidate_fractions(params.mask_method)
     if user_mask is not None:
         user_mask = np.asarray(user_mask, bool)
         if user_mask.shape != gre.shape:
@@ -135,13 +151,16 @@ def estimate_field(
         brain, index = user_mask, -1
         notes.append("user-supplied mask")
     else:
-        index = masks.default_index(fractions) if params.mask_index is None else params.mask_index
-        if not 0 <= index < len(fractions):
-            raise InputError(f"mask index {index} out of range 0…{len(fractions) - 1}")
-        brain = masks.threshold_mask(masks.smoothed_magnitude(gre.magnitude, vox), fractions[index])
-        if not brain.any():
-            raise ReconstructionError(f"candidate mask {index} (threshold {fractions[index]}) is empty")
-        notes.append(f"mask candidate {index} (threshold fraction {fractions[index]:.2f})")
+        index = masks.default_index(params.mask_method) if params.mask_index is None else params.mask_index
+        if mask_candidates is not None and mask_candidates.method == params.mask_method \
+                and mask_candidates.masks[index] is not None:
+            brain = mask_candidates.masks[index]
+            if brain.shape != gre.shape:
+                raise InputError(f"the candidate masks' grid {brain.shape} differs from the GRE grid {gre.shape}")
+        else:
+            brain = masks.candidate_masks(gre.magnitude, vox, params.mask_method, indices=[index],
+                                          progress=sub_progress(progress, 0.0, 0.1)).masks[index]
+        notes.append(masks.describe_candidate(params.mask_method, fractions[index], index))
     seconds["mask"] = time.perf_counter() - t0
 
     # Everything after the mask works on its bounding box (one voxel of margin): outside it there is
@@ -214,20 +233,23 @@ def invert_field(
 def _write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
     """BIDS-style JSON beside the QSM: how it was made (method, mask choice, B0, echoes, notes)."""
     import json
-    import os
     import tempfile
-    from pathlib import Path
 
     from .. import __version__
 
     qsm_out = Path(qsm_out)
     sidecar = qsm_out.with_name(qsm_out.name.split(".nii")[0] + ".json")
-    fraction = result.mask_fractions[result.mask_index] if result.mask_index >= 0 else None
+    user_mask = result.mask_index < 0
+    fraction = None if user_mask else result.mask_fractions[result.mask_index]
     info = {
         "Units": "ppm", "Description": "magnetic susceptibility, not referenced (reference per reading to CSF)",
         "Method": result.params.method, "Unwrapping": result.params.unwrap,
-        "MaskCandidate": result.mask_index if result.mask_index >= 0 else "user-supplied",
-        "MaskThresholdFraction": fraction,
+        "MaskCandidate": "user-supplied" if user_mask else result.mask_index,
+        "MaskMethod": "user-supplied" if user_mask else
+        {"bet": "BET (Smith 2002)", "threshold": "magnitude threshold"}[result.params.mask_method],
+        "MaskFractionalThreshold": fraction if result.params.mask_method == "bet" else None,
+        "MaskThresholdFraction": fraction if result.params.mask_method == "threshold" else None,
+        "MaskCandidateFractions": None if user_mask else list(result.mask_fractions),
         "BackgroundRemoval": {"method": "PDF", "pad_mm": background.PDF_PAD_MM} if result.params.background == "pdf"
         else {"method": "V-SHARP", "radii_mm": list(result.params.vsharp_radii_mm),
               "threshold": result.params.vsharp_threshold},
@@ -268,12 +290,14 @@ def reconstruct_path(
     background_method: str = "vsharp",
     params: ReconParams | None = None,
     user_mask_path=None,
+    mask_preview_out=None,
     progress: ProgressCallback | None = None,
 ) -> ReconResult:
     """Files in, χ (ppm NIfTI on the input grid) out; nothing is written unless reconstruction succeeds.
 
     ``input_path`` is a BIDS anat folder or a DICOM folder; alternatively ``magnitude``/``phase`` are lists
-    of NIfTI paths (one 4-D file or one 3-D file per echo) with ``te_s``.
+    of NIfTI paths (one 4-D file or one 3-D file per echo) with ``te_s``. ``mask_preview_out`` (PNG) asks
+    for all nine candidate masks over the magnitude, for a reader to choose from.
     """
     if qsm_out is None:
         raise InputError("no output path for the QSM (-o QSM.nii.gz)")
@@ -293,12 +317,34 @@ def reconstruct_path(
     if user_mask_path is not None:
         user_mask = load_volume(user_mask_path)[0] > 0.5
     params = params or ReconParams(method=method, background=background_method)
-    fieldmap = estimate_field(gre, params, user_mask=user_mask, progress=sub_progress(progress, 0.0, 0.45))
+    candidates = preview = None
+    if mask_preview_out is not None:
+        from .mask_preview import write_mask_preview
+
+        candidates = masks.candidate_masks(gre.magnitude, gre.voxel_size_mm, params.mask_method,
+                                           progress=sub_progress(progress, 0.0, 0.2))
+        # Drawn now, while the magnitude is in memory; put in place only when the QSM is.
+        preview = Path(mask_preview_out).with_name(f".{Path(mask_preview_out).name}.pending.png")
+        write_mask_preview(preview, gre.magnitude, candidates, gre.voxel_size_mm)
+        progress = sub_progress(progress, 0.2, 1.0)
+    try:
+        fieldmap = estimate_field(gre, params, user_mask=user_mask, mask_candidates=candidates,
+                                  progress=sub_progress(progress, 0.0, 0.45))
+    except BaseException:
+        if preview is not None:
+            preview.unlink(missing_ok=True)
+        raise
+    del candidates
     acquisition = {"MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
                    "EchoTime": [float(t) for t in gre.te_s]}
     affine = gre.affine
     del gre, user_mask  # the GRE data are not needed for the inversion: let it reuse their memory
-    result = invert_field(fieldmap, params, progress=sub_progress(progress, 0.45, 1.0))
+    try:
+        result = invert_field(fieldmap, params, progress=sub_progress(progress, 0.45, 1.0))
+    except BaseException:
+        if preview is not None:
+            preview.unlink(missing_ok=True)
+        raise
     del fieldmap
     for note in result.notes:
         log.info("%s", note)
@@ -308,4 +354,6 @@ def reconstruct_path(
         save_nifti(mask_out, result.brain_mask.astype(np.uint8), affine, description="QSM brain mask")
     if field_out is not None:
         save_nifti(field_out, result.local_field_ppm, affine, description="local field ppm")
+    if preview is not None:
+        os.replace(preview, mask_preview_out)
     return result

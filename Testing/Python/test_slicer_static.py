@@ -210,6 +210,7 @@ def test_choices_match_the_library(module_tree):
     assert constants["RECON_METHODS"] == list(pipeline.METHODS)
     assert constants["UNWRAP_METHODS"] == list(pipeline.UNWRAP_METHODS)
     assert constants["BACKGROUND_METHODS"] == list(pipeline.BACKGROUND_METHODS)
+    assert constants["MASK_METHODS"] == list(pytest.importorskip("QSMReproducibilityLib.recon.mask").MASK_METHODS)
     assert constants["LESION_TYPES"] == list(segio.LESION_TYPES)
     assert constants["ICC_FORMS"][0] == "A,1"  # the study's ICC form
     assert set(constants["ICC_FORMS"]) == {"1,1", "A,1", "C,1", "1,k", "A,k", "C,k"}
