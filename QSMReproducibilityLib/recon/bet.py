@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import sparse
 
 from ..errors import ReconstructionError
 from ..progress import ProgressCallback, report, sub_progress
