@@ -177,6 +177,26 @@ def bids_subject(case_id: str) -> str:
     return "sub-" + re.sub(r"[^A-Za-z0-9]", "", case_id)
 
 
+def write_bids_megre(anat_dir, subject: str, magnitude, phase, affine, te_s, b0_tesla: float, *,
+                     compress: bool = False, sidecar_extra: dict | None = None) -> Path:
+    """Write multi-echo magnitude and phase (X, Y, Z, E) as BIDS MEGRE into ``anat_dir``.
+
+    One ``{subject}_echo-N_part-{mag,phase}_MEGRE.nii[.gz]`` per echo and part, each with a JSON sidecar
+    holding EchoTime (s), EchoNumber, MagneticFieldStrength (T), ImageType and ``sidecar_extra``.
+    """
+    anat_dir = Path(anat_dir)
+    ext = ".nii.gz" if compress else ".nii"
+    for e, te in enumerate(te_s, start=1):
+        for part, data in (("mag", magnitude[..., e - 1]), ("phase", phase[..., e - 1])):
+            stem = f"{subject}_echo-{e}_part-{part}_MEGRE"
+            save_nifti(anat_dir / f"{stem}{ext}", data, affine)
+            sidecar = {"EchoTime": float(te), "EchoNumber": e, "MagneticFieldStrength": float(b0_tesla),
+                       "ImageType": ["ORIGINAL", "PRIMARY", "P" if part == "phase" else "M"]}
+            sidecar.update(sidecar_extra or {})
+            (anat_dir / f"{stem}.json").write_text(json.dumps(sidecar, indent=2))
+    return anat_dir
+
+
 def simulate_case(
     case_id: str,
     lesion_type: str,
@@ -208,17 +228,9 @@ def simulate_case(
     magnitude, phase, field_ppm = simulate_signal(labels, chi, lesion_type, affine, te_s, b0_tesla, snr, rng)
 
     out_dir = Path(out_dir)
-    anat = out_dir / "anat"
+    anat = write_bids_megre(out_dir / "anat", bids_subject(case_id), magnitude, phase, affine, te_s, b0_tesla,
+                            compress=compress)
     truth = out_dir / "truth"
-    ext = ".nii.gz" if compress else ".nii"
-    sub = bids_subject(case_id)
-    for e, te in enumerate(te_s, start=1):
-        for part, data in (("mag", magnitude[..., e - 1]), ("phase", phase[..., e - 1])):
-            stem = f"{sub}_echo-{e}_part-{part}_MEGRE"
-            save_nifti(anat / f"{stem}{ext}", data, affine)
-            sidecar = {"EchoTime": float(te), "EchoNumber": e, "MagneticFieldStrength": float(b0_tesla),
-                       "ImageType": ["ORIGINAL", "PRIMARY", "P" if part == "phase" else "M"]}
-            (anat / f"{stem}.json").write_text(json.dumps(sidecar, indent=2))
     chi_path = save_nifti(truth / "chi.nii.gz", chi, affine, description="true chi ppm rel. CSF")
     labels_path = save_nifti(truth / "labels.nii.gz", labels, affine, description="phantom labels")
     info = {"case_id": case_id, "lesion_type": lesion_type, "sides": list(sides), "lesion_chi_ppm": lesion_chi,
