@@ -111,8 +111,9 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
     rec.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
     rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
-    rec.add_argument("--background", default="vsharp", choices=("vsharp", "pdf"),
-                     help="background field removal: V-SHARP (the study's) or projection onto dipole fields")
+    rec.add_argument("--background", default="vsharp", choices=("vsharp", "pdf", "lbv"),
+                     help="background field removal: V-SHARP (the study's), projection onto dipole fields, or "
+                          "Laplacian boundary value (loses one voxel at the mask's edge)")
     rec.add_argument("--mask-method", default="bet", choices=("bet", "threshold"),
                      help="how the nine candidate brain masks are made: BET at fractional thresholds 0.1-0.9 "
                           "(default, as the study did), or magnitude thresholds (phantoms without scalp only)")

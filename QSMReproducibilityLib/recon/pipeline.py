@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("star", "tv", "iterative-tikhonov", "tikhonov", "tkd")
 UNWRAP_METHODS = ("temporal", "laplacian")
-BACKGROUND_METHODS = ("vsharp", "pdf")
+BACKGROUND_METHODS = ("vsharp", "pdf", "lbv")
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,9 @@ def invert_field(
     if params.background == "pdf":
         local = background.pdf(fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, b0_dir,
                                progress=sub_progress(progress, 0.0, 0.2))
+    elif params.background == "lbv":
+        local = background.lbv(fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox,
+                               progress=sub_progress(progress, 0.0, 0.2))
     else:
         local = background.vsharp(
             fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, params.vsharp_radii_mm, params.vsharp_threshold,
@@ -250,9 +253,7 @@ def _write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         "MaskFractionalThreshold": fraction if result.params.mask_method == "bet" else None,
         "MaskThresholdFraction": fraction if result.params.mask_method == "threshold" else None,
         "MaskCandidateFractions": None if user_mask else list(result.mask_fractions),
-        "BackgroundRemoval": {"method": "PDF", "pad_mm": background.PDF_PAD_MM} if result.params.background == "pdf"
-        else {"method": "V-SHARP", "radii_mm": list(result.params.vsharp_radii_mm),
-              "threshold": result.params.vsharp_threshold},
+        "BackgroundRemoval": _background_record(result.params),
         **acquisition, "Notes": list(result.notes),
         "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "Software": f"QSMReproducibilityLib {__version__}",
@@ -263,6 +264,16 @@ def _write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, sidecar)
+
+
+def _background_record(params: ReconParams) -> dict:
+    """The background removal as a study's Methods section states it."""
+    if params.background == "pdf":
+        return {"method": "PDF", "reference": "Liu et al. 2011, NMR Biomed 24:1129", "pad_mm": background.PDF_PAD_MM}
+    if params.background == "lbv":
+        return {"method": "LBV", "reference": "Zhou et al. 2014, NMR Biomed 27:312", "eroded_voxels": 1}
+    return {"method": "V-SHARP", "reference": "Wu et al. 2012, Magn Reson Med 67:137",
+            "radii_mm": list(params.vsharp_radii_mm), "threshold": params.vsharp_threshold}
 
 
 def _grow(box, shape, margin: int):
