@@ -81,18 +81,32 @@ SIGNAL_SNR = 3.0
 """First-echo signal, in units of the noise SD, below which a voxel carries no usable phase."""
 
 
+SMALL_HOLE_MM3 = 100.0
+"""Signal voids inside the BET outline up to this volume (a sphere of about 5.8 mm) stay in the mask: a
+calcification or a haemorrhage core has no signal either, and its χ is what the study measures. Bone and
+air pockets at the skull base are far larger."""
+
+
 def noise_sd(image: np.ndarray) -> float:
     """The noise SD σ of a magnitude image, from its background (Rayleigh-distributed where there is no signal).
 
     The background is what lies below BET's brain/background threshold t (Smith 2002); the median of a
-    Rayleigh variable is σ·√(2 ln 2). Returns 0 where the background was zeroed (masked exports).
+    Rayleigh variable is σ·√(2 ln 2). Returns 0 where there is no such background to measure: a background
+    zeroed by the exporter, a field of view without air (fewer than 2 % of the voxels below t), a
+    background that is not Rayleigh-distributed (its coefficient of variation, √(4/π − 1) ≈ 0.52 for
+    Rayleigh noise, outside 0.35–0.75: dark tissue, not noise), or an estimate that would put typical
+    brain (tm) below 10 σ.
     """
     landmarks = bet.robust_landmarks(image, (1.0, 1.0, 1.0))
     sample = image[::2, ::2, :] if image.size > 4_000_000 else image
-    background = sample[(sample <= landmarks.t) & (sample > 0)]
-    if background.size < 100:
+    background = sample[(sample <= landmarks.t) & (sample > 0)].astype(np.float64)
+    if background.size < max(100, 0.02 * sample.size):
         return 0.0
-    return float(np.median(background)) / np.sqrt(2.0 * np.log(2.0))
+    variation = background.std() / background.mean()
+    if not 0.35 <= variation <= 0.75:
+        return 0.0
+    sigma = float(np.median(background)) / np.sqrt(2.0 * np.log(2.0))
+    return sigma if sigma * 10.0 <= landmarks.tm else 0.0
 
 
 def signal_mask(image: np.ndarray, snr: float = SIGNAL_SNR) -> np.ndarray:
@@ -103,6 +117,28 @@ def signal_mask(image: np.ndarray, snr: float = SIGNAL_SNR) -> np.ndarray:
     extraction with such phase-quality masking (ISMRM QSM consensus, Magn Reson Med 2024;91:1834).
     """
     return image > snr * noise_sd(image)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected component of ``mask`` (noise voxels stranded in a void are dropped)."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def keep_small_voids(mask: np.ndarray, outline: np.ndarray, voxel_size_mm, max_mm3: float = SMALL_HOLE_MM3):
+    """``mask`` with the enclosed voids of at most ``max_mm3`` inside ``outline`` given back (see SMALL_HOLE_MM3)."""
+    voids = outline & ~mask & ndimage.binary_fill_holes(mask)
+    labels, n = ndimage.label(voids)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel()) * float(np.prod(np.asarray(voxel_size_mm, float)))
+    small = sizes <= max_mm3
+    small[0] = False
+    return mask | small[labels]
 
 
 def combined_magnitude(magnitude: np.ndarray) -> np.ndarray:
@@ -127,15 +163,9 @@ def smoothed_magnitude(magnitude: np.ndarray, voxel_size_mm) -> np.ndarray:
 def threshold_mask(smooth: np.ndarray, fraction: float) -> np.ndarray:
     """One candidate: smoothed magnitude > fraction × p99, largest component, holes filled in 3-D and per slice."""
     level = fraction * float(np.percentile(smooth[::2, ::2, :], 99.0))
-    mask = smooth > level
-    labels, n = ndimage.label(mask)
-    if n == 0:
+    mask = largest_component(smooth > level)
+    if not mask.any():
         return mask
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
-    del labels
     mask = fill_holes(mask)
     return fill_holes(mask, in_plane=True)
 
@@ -185,8 +215,9 @@ def candidate_masks(
     if method == "bet":
         image = bet_image(magnitude)
         signal = signal_mask(image)
-        made = [m & signal for m in bet.bet_masks(image, voxel_size_mm, [fractions[i] for i in wanted],
-                                                  progress=sub_progress(progress, 0.0, 1.0))]
+        made = [keep_small_voids(largest_component(m & signal), m, voxel_size_mm)
+                for m in bet.bet_masks(image, voxel_size_mm, [fractions[i] for i in wanted],
+                                       progress=sub_progress(progress, 0.0, 1.0))]
     else:
         smooth = smoothed_magnitude(magnitude, voxel_size_mm)
         made = [threshold_mask(smooth, fractions[i]) for i in wanted]

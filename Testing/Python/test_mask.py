@@ -130,3 +130,27 @@ def test_cli_refuses_a_mask_index_out_of_range_and_writes_nothing(tmp_path, caps
                  "--mask-preview", str(out / "masks.png")]) == 2
     assert "mask index 9 out of range" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+def test_small_signal_voids_stay_in_the_mask_and_large_ones_do_not():
+    """A 4 mm calcification with no signal is kept (its χ is what is measured); a 20 mm air pocket is not."""
+    voxel, radius, shape = (1.0, 1.0, 2.0), 38.0, (112, 112, 56)
+    axes = [(np.arange(n) - (n - 1) / 2) * v for n, v in zip(shape, voxel)]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    calcification = (x - 12) ** 2 + y**2 + z**2 <= 2.0**2
+    pocket = (x + 12) ** 2 + y**2 + z**2 <= 10.0**2
+    image, r = _ball_image(shape, voxel, radius, seed=5)
+    image[calcification | pocket] = np.abs(image[calcification | pocket] - 1.0)  # noise only
+    candidates = mask.candidate_masks(image, voxel, indices=[4])
+    found = candidates.masks[4]
+    assert found[calcification].all()
+    assert not found[(x + 12) ** 2 + y**2 + z**2 <= 8.0**2].any()
+    assert found[(r <= radius - 3) & ~pocket].mean() > 0.999
+
+
+def test_no_noise_estimate_without_a_background_of_air():
+    """A field of view filled with tissue has no air to measure noise in: no voxel is dropped for low signal."""
+    rng = np.random.default_rng(2)
+    tissue = (0.5 + 0.5 * rng.random((64, 64, 20))).astype(np.float32)
+    tissue[:, :, :4] = 0.05  # a dark band (bone), not noise
+    assert mask.noise_sd(tissue) == 0.0
