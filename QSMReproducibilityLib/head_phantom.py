@@ -11,11 +11,11 @@ sinuses, a choroid-plexus calcification, and the arteries of the study: both int
 arteries (V4) in the premedullary cistern joining into the basilar artery, with wall lesions
 (intramural haematomas, calcifications) whose partial-volume truth is recorded.
 
-Coordinates are millimetres in RAS (+x patient left, +y anterior, +z superior), origin near the
+Coordinates are millimetres in RAS (+x patient right, +y anterior, +z superior), origin near the
 anterior commissure. The geometry is analytic (ellipsoids, super-ellipsoids, tubes along splines,
 half-spaces), evaluated at voxel centres, so any grid can be used. The study grid is 320×240×70 voxels of
 0.72×0.72×2 mm with the 230 mm axis along anterior–posterior: voxel axis 0 runs posterior (RAS −y),
-axis 1 runs left (RAS +x), axis 2 runs superior (RAS +z), so B0 lies along voxel axis 2.
+axis 1 runs towards the patient's right (RAS +x), axis 2 runs superior (RAS +z), so B0 lies along voxel axis 2.
 
 Susceptibilities are relative to CSF (ppm). The signal is
 S_e = M0·B1(r)·exp(−TE_e/T2*)·exp(i(φ0(r) + 2π(γ̄B0·Δb(r) + f_cs)·TE_e)) + complex Gaussian noise, with
@@ -497,7 +497,7 @@ def _sinus_paths():
     veins["straight_sinus"] = Tube.through([galen, tuple(0.5 * (np.array(galen) + torcula)), torcula], [2.5, 2.8, 3.0])
     veins["deep_vein"] = Tube.through([(0.0, -14.0, 12.0), (0.0, -30.0, 9.0), (0.0, -38.0, 5.0), galen],
                                       [1.2, 1.5, 2.2, 2.5])
-    for s, side in ((-1, "right"), (1, "left")):
+    for s, side in ((1, "right"), (-1, "left")):
         pts = [torcula]
         z = float(torcula[2])
         for phi in np.radians(np.arange(8.0, 76.0, 8.0)):
@@ -522,7 +522,7 @@ def _sinus_paths():
 
 def _artery_paths():
     arteries, v4_arc = {}, {}
-    for s, side in ((-1, "right"), (1, "left")):
+    for s, side in ((1, "right"), (-1, "left")):
         control = [(s * 24.0, -36.0, -160.0), (s * 24.0, -36.0, -120.0), (s * 25.0, -38.0, -95.0),
                    (s * 27.0, -42.0, -77.0), (s * 27.0, -51.0, -69.0), (s * 19.0, -55.0, -65.0),
                    (s * 13.5, -47.0, -61.0), (s * 12.0, -43.0, -58.0), (s * 9.0, -38.5, -54.0),
@@ -549,7 +549,7 @@ def _artery_paths():
 
 def _ventricle_paths():
     vent = {}
-    for s, side in ((-1, "right"), (1, "left")):
+    for s, side in ((1, "right"), (-1, "left")):
         main = [(s * 6.0, 30.0, 8.0), (s * 7.5, 18.0, 14.0), (s * 10.0, 0.0, 20.0), (s * 16.0, -18.0, 21.0),
                 (s * 24.0, -36.0, 14.0), (s * 23.0, -50.0, 10.0), (s * 19.0, -66.0, 8.0)]
         vent[f"lateral_{side}"] = Tube.through(main, [3.0, 5.0, 5.0, 5.0, 7.5, 4.5, 1.8], 1.0)
@@ -573,7 +573,7 @@ def _lesion_frames(arteries, v4_arc, lesions):
         centre, tangent = tube.at(s0 + lesion.fraction * (s1 - s0))
         ant = np.array([0.0, 1.0, 0.0]) - tangent[1] * tangent
         ant /= np.linalg.norm(ant)
-        left = np.array([1.0, 0.0, 0.0]) - tangent[0] * tangent - (ant[0]) * ant
+        left = np.array([-1.0, 0.0, 0.0]) + tangent[0] * tangent + (ant[0]) * ant  # RAS −x: patient left
         left /= np.linalg.norm(left)
         a = math.radians(lesion.angle_deg)
         direction = math.cos(a) * ant + math.sin(a) * left
@@ -1053,7 +1053,7 @@ def _axes(shape, voxel_mm, centre_mm):
 
 def head_affine(shape=STUDY_SHAPE, voxel_mm=STUDY_VOXEL_MM, *, z_offset_mm=SLAB_CENTRE_Z_MM,
                 fov_centre_mm=FOV_CENTRE_MM) -> np.ndarray:
-    """Voxel→RAS affine of the slab grid, a permutation: voxel axis 0 → −y (A→P), 1 → +x (R→L), 2 → +z.
+    """Voxel→RAS affine of the slab grid, a permutation: voxel axis 0 → −y (A→P), 1 → +x (L→R), 2 → +z.
 
     Parameters
     ----------

@@ -89,10 +89,10 @@ def make_labels(shape, voxel_mm, rng: np.random.Generator, lesion_type: str, sid
     lumen_r = rng.uniform(1.5, 2.0)
     wall_t = 0.8
     for side, sx in (("right", 1), ("left", -1)):
-        # RAS: +x is the patient's left, so the right artery sits at negative x.
-        x0 = -sx * rng.uniform(6.0, 8.0)
+        # RAS: +x is the patient's right, so the right artery sits at positive x.
+        x0 = sx * rng.uniform(6.0, 8.0)
         y0 = 0.25 * b + rng.uniform(-2, 2)
-        tilt_x = sx * rng.uniform(0.10, 0.20)  # arteries converge towards the basilar artery upwards
+        tilt_x = -sx * rng.uniform(0.10, 0.20)  # arteries converge towards the basilar artery upwards
         tilt_y = rng.uniform(-0.08, 0.08)
         cx = x0 + tilt_x * z
         cy = y0 + tilt_y * z

@@ -35,7 +35,7 @@ def signal(head):
 
 def _per_side(head, mask):
     x = np.broadcast_to(head.coordinates_mm()[0], head.shape)
-    return mask & (x < 0), mask & (x > 0)  # RAS: patient right at negative x
+    return mask & (x > 0), mask & (x < 0)  # RAS: patient right at positive x
 
 
 def _z(head):
@@ -328,7 +328,7 @@ def test_deep_grey_nuclei_have_adult_sizes_and_places(head):
         for side, mask in zip(("right", "left"), _per_side(head, head.regions[name])):
             assert lo <= np.count_nonzero(mask) * voxel_ml <= hi, (name, side)
             centroid[name, side] = (x[mask].mean(), y[mask].mean(), z[mask].mean())
-    for side, sign in (("right", -1), ("left", 1)):
+    for side, sign in (("right", 1), ("left", -1)):
         c = {name: centroid[name, side] for name in ranges}
         assert sign * c["putamen"][0] > sign * c["globus_pallidus"][0] > sign * c["thalamus"][0] > 0
         assert c["caudate"][1] > c["thalamus"][1]
@@ -384,3 +384,24 @@ def test_lesions_are_validated():
         hp.head_geometry(lesions=[hp.Lesion("left", 0.5, "plaque", 0.3)])
     with pytest.raises(ValueError, match="fraction"):
         hp.head_geometry(lesions=[hp.Lesion("left", 1.5, "hematoma", 0.3)])
+
+
+def test_right_means_the_patients_right_in_ras_world_coordinates(tmp_path):
+    """NIfTI world coordinates are RAS+: +x is the patient's right. Structures named right must lie there,
+    in the head and in the slab phantom, as a reader will see them in Slicer."""
+    from QSMReproducibilityLib import phantom as slab
+
+    head = hp.make_head(shape=(160, 120, 70), voxel_mm=(1.44, 1.44, 2.0))
+    for name in ("v4", "posterior_horn"):
+        for side, sign in (("right", 1), ("left", -1)):
+            ijk = np.argwhere(head.regions[f"{name}_{side}"])
+            world_x = (head.affine[:3, :3] @ ijk.T + head.affine[:3, 3:4])[0]
+            assert sign * world_x.mean() > 5.0, (name, side)
+    case = slab.simulate_case("S1", "hematoma", seed=3, out_dir=tmp_path, shape=(64, 64, 16))
+    from QSMReproducibilityLib.io import load_volume
+
+    labels, affine = load_volume(case.labels_path)
+    for label, sign in ((slab.LESION_RIGHT, 1), (slab.LESION_LEFT, -1)):
+        artery = np.argwhere(labels == label)
+        if len(artery):
+            assert sign * (affine[:3, :3] @ artery.T + affine[:3, 3:4])[0].mean() > 0
