@@ -336,7 +336,7 @@ def reconstruct_path(
                                            progress=sub_progress(progress, 0.0, 0.2))
         # Drawn now, while the magnitude is in memory; put in place only when the QSM is.
         preview = Path(mask_preview_out).with_name(f".{Path(mask_preview_out).name}.pending.png")
-        write_mask_preview(preview, gre.magnitude, candidates, gre.voxel_size_mm)
+        write_mask_preview(preview, gre.magnitude, candidates, gre.affine)
         progress = sub_progress(progress, 0.2, 1.0)
     try:
         fieldmap = estimate_field(gre, params, user_mask=user_mask, mask_candidates=candidates,
