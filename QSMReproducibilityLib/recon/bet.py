@@ -61,7 +61,7 @@ def robust_landmarks(image: np.ndarray, voxel_size_mm) -> BetThresholds:
     radius = (3.0 * float(head.sum()) * float(np.prod(vox)) / (4.0 * np.pi)) ** (1.0 / 3.0)
     grids = np.ogrid[tuple(slice(0, n) for n in image.shape)]
     distance_sq = sum(((g * v) - c) ** 2 for g, v, c in zip(grids, vox, centre))
-    inside = (distance_sq <= radius**2) & (image > t2) & (image < t98)
+    inside = (distance_sq <= radius**2) & (image > t) & (image <= t98)
     tm = float(np.median(image[inside])) if inside.any() else 0.5 * (t + t98)
     return BetThresholds(t2, t98, t, tm, centre, radius)
 
@@ -152,10 +152,12 @@ def bet_surfaces(
 
     e_curv = 0.5 * (1.0 / R_MIN_MM + 1.0 / R_MAX_MM)  # eq. 6
     f_curv = 6.0 / (1.0 / R_MIN_MM - 1.0 / R_MAX_MM)
-    depths = np.arange(0.0, D1_MM + 0.5 * SAMPLE_STEP_MM, SAMPLE_STEP_MM, dtype=np.float32)  # inward samples
-    half = depths <= D1_MM / 2
+    # The inward search (d1 = 20 mm for a head) must not cross a small object and leave on its far side.
+    d1 = min(D1_MM, 0.5 * landmarks.radius_mm)
+    depths = np.arange(0.0, d1 + 0.5 * SAMPLE_STEP_MM, SAMPLE_STEP_MM, dtype=np.float32)  # inward samples
+    half = depths <= d1 / 2
     # The image padded by the search depth with its edge values: samples need no bounds checks.
-    margin = np.ceil(D1_MM / vox).astype(int) + 1
+    margin = np.ceil(d1 / vox).astype(int) + 1
     padded = np.pad(image, [(m, m) for m in margin], mode="edge")
     flat = padded.ravel()
     strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], np.int64)
