@@ -5,14 +5,45 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv browser pyradiomics-data clean
+# Test environments that stand in for 3D Slicer's Python: Python 3.12 with the numpy, scipy and SimpleITK a
+# Slicer release bundles, pinned in Testing/slicer-<version>-constraints.txt (which names the files of Slicer's
+# SuperBuild they were read from). Slicer 5.10's environment also holds the lowest versions of the library's
+# other requirements; Slicer 5.12's holds what pip resolves for the module's requirements.txt. `make test`
+# runs the suite in both after the main one; `make test-slicer SLICER_VERSIONS=5.12` runs one of them.
+SLICER_VERSIONS ?= 5.10 5.12
+SLICER      ?= 5.10
+SLICER_VENV := .venv-slicer-$(SLICER)
+SLICER_PINS := Testing/slicer-$(SLICER)-constraints.txt
+SLICER_REQS := QSMReproducibility/Resources/requirements.txt
+SPY         := $(SLICER_VENV)/bin/python
+SPIP        := $(SPY) -m pip --disable-pip-version-check
+# python3.12 on PATH, else the newest 3.12 that pyenv holds (its shims answer only for the active version).
+ifndef PYTHON312
+PYTHON312 = $(eval PYTHON312 := $(shell for p in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -rV); do "$$p" -c "import sys; sys.exit(sys.version_info[:2] != (3, 12))" >/dev/null 2>&1 && { command -v "$$p"; break; }; done))$(PYTHON312)
+endif
+
+.PHONY: demo test test-slicer slicer-suite venv browser pyradiomics-data clean
 
 demo: $(STAMP)
 	$(VENV)/bin/qsmrepro demo -o demo-output
 	@echo "Report: $(CURDIR)/demo-output/report.html"
 
+# The Slicer suites run even when the main one fails; `make test` fails if any does.
 test: $(STAMP) browser pyradiomics-data
-	$(PY) -m pytest
+	$(PY) -m pytest; status=$$?; $(MAKE) --no-print-directory test-slicer && exit $$status
+
+test-slicer:
+	@if [ -z "$(PYTHON312)" ]; then \
+	  echo "No Python 3.12 interpreter (python3.12 on PATH or under pyenv): the suites with the packages of 3D Slicer ($(SLICER_VERSIONS)) did not run."; \
+	else \
+	  status=0; for version in $(SLICER_VERSIONS); do \
+	    $(MAKE) --no-print-directory PYTHON312="$(PYTHON312)" SLICER=$$version slicer-suite || status=1; \
+	  done; exit $$status; \
+	fi
+
+slicer-suite: $(SLICER_VENV)/.installed
+	@echo "Python 3.12 with the packages of Slicer $(SLICER) ($(SLICER_PINS)):"
+	$(SPY) -m pytest
 
 venv: $(STAMP)
 
@@ -39,5 +70,22 @@ pyradiomics-data: $(STAMP)
 	       -d $(VENV)/pyradiomics-sdist \
 	  || echo "PyRadiomics' sdist could not be downloaded; its baseline test will be skipped."
 
+# Slicer's own packages first; then what slicer.packaging.pip_ensure would install inside Slicer for the module's
+# requirements.txt, resolved without installing: it must leave Slicer's numpy, scipy and SimpleITK alone. Then
+# that file at the versions the pins name, the test tools, and the package itself (PyRadiomics has no build
+# for Python 3.12: the tests that need it skip and say so).
+$(SLICER_VENV)/.installed: pyproject.toml $(SLICER_REQS) $(SLICER_PINS)
+	rm -rf $(SLICER_VENV)
+	$(PYTHON312) -m venv $(SLICER_VENV)
+	$(SPIP) install --quiet --upgrade pip
+	$(SPIP) install --quiet -c $(SLICER_PINS) numpy scipy SimpleITK packaging pyparsing six pillow \
+	  python-dateutil typing_extensions
+	$(SPIP) install --quiet --dry-run --report $(SLICER_VENV)/pip-ensure.json -r $(SLICER_REQS)
+	$(SPY) -c 'import json, sys; new = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.load(open(sys.argv[1]))["install"]}; print("Inside Slicer $(SLICER), pip would install:", ", ".join(f"{k}=={v}" for k, v in sorted(new.items()))); bad = sorted(set(new) & {"numpy", "scipy", "simpleitk"}); sys.exit(f"{sys.argv[2]} would make pip replace what Slicer $(SLICER) bundles: {bad}" if bad else 0)' \
+	  $(SLICER_VENV)/pip-ensure.json $(SLICER_REQS)
+	$(SPIP) install --quiet -c $(SLICER_PINS) -r $(SLICER_REQS) pytest slicer-core qsm-forward
+	$(SPIP) install --quiet --no-deps -e .
+	touch $@
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) .venv-slicer-* demo-output
