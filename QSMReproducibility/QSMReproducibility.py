@@ -62,6 +62,7 @@ RECON_METHODS = ["star", "tv", "iterative-tikhonov", "tikhonov", "tkd"]  # QSMRe
 UNWRAP_METHODS = ["temporal", "laplacian"]  # QSMReproducibilityLib.recon.pipeline.UNWRAP_METHODS
 BACKGROUND_METHODS = ["vsharp", "pdf", "lbv"]  # QSMReproducibilityLib.recon.pipeline.BACKGROUND_METHODS
 MASK_METHODS = ["bet", "threshold"]  # QSMReproducibilityLib.recon.mask.MASK_METHODS
+PHASE_UNITS = ["auto", "radians", "siemens", "rescale"]  # QSMReproducibilityLib.io.PHASE_UNITS
 LESION_TYPES = ["hematoma", "calcification"]  # QSMReproducibilityLib.segio.LESION_TYPES
 ICC_FORMS = ["A,1", "C,1", "1,1", "A,k", "C,k", "1,k"]
 
@@ -205,6 +206,7 @@ class QSMReproducibilityParameterNode:
     inputKind, inputFolder, magnitudeFile, phaseFile, magnitudeVolume, phaseVolume - the GRE input.
     echoTimesMs - echo times in milliseconds, comma separated; read from the input, editable.
     b0Tesla - main field strength.
+    phaseUnits - how the stored phase values are read (auto: from their range; radians, siemens, rescale).
     method, unwrapMethod, backgroundMethod, maskMethod, maskIndex - reconstruction settings (maskIndex picks one
         of the nine candidate masks that maskMethod makes).
     qsmOutputFile - where the reconstructed QSM NIfTI is written.
@@ -222,7 +224,8 @@ class QSMReproducibilityParameterNode:
     magnitudeVolume: vtkMRMLScalarVolumeNode
     phaseVolume: vtkMRMLScalarVolumeNode
     echoTimesMs: str = ""
-    b0Tesla: Annotated[float, WithinRange(0.1, 20.0)] = 3.0
+    b0Tesla: Annotated[float, WithinRange(0.1, 21.0)] = 3.0
+    phaseUnits: Annotated[str, Choice(PHASE_UNITS)] = "auto"
     method: Annotated[str, Choice(RECON_METHODS)] = "star"
     unwrapMethod: Annotated[str, Choice(UNWRAP_METHODS)] = "temporal"
     backgroundMethod: Annotated[str, Choice(BACKGROUND_METHODS)] = "vsharp"
@@ -546,11 +549,13 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         with _userAction(_("Could not load the GRE input.")):
             teS = self.logic.parseEchoTimesMs(p.echoTimesMs)
             if p.inputKind == INPUT_FOLDER:
-                self._gre = self.logic.loadGreFolder(p.inputFolder, fallbackTeS=teS)
+                self._gre = self.logic.loadGreFolder(p.inputFolder, fallbackTeS=teS, phaseUnits=p.phaseUnits)
             elif p.inputKind == INPUT_NIFTI:
-                self._gre = self.logic.loadGreNifti(p.magnitudeFile, p.phaseFile, teS=teS, b0Tesla=p.b0Tesla)
+                self._gre = self.logic.loadGreNifti(p.magnitudeFile, p.phaseFile, teS=teS, b0Tesla=p.b0Tesla,
+                                                    phaseUnits=p.phaseUnits)
             else:
-                self._gre = self.logic.greFromNodes(p.magnitudeVolume, p.phaseVolume, teS=teS, b0Tesla=p.b0Tesla)
+                self._gre = self.logic.greFromNodes(p.magnitudeVolume, p.phaseVolume, teS=teS, b0Tesla=p.b0Tesla,
+                                                    phaseUnits=p.phaseUnits)
             p.echoTimesMs = ", ".join(f"{te * 1000:.3f}".rstrip("0").rstrip(".") for te in self._gre.te_s)
             p.b0Tesla = float(self._gre.b0_tesla)
             voxel = ", ".join(f"{v:.2f}" for v in self._gre.voxel_size_mm)
@@ -848,7 +853,7 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         except ValueError:
             raise InputError(f"echo times {text!r}: give numbers in milliseconds separated by commas") from None
 
-    def loadGreFolder(self, folder, fallbackTeS=None):
+    def loadGreFolder(self, folder, fallbackTeS=None, phaseUnits="auto"):
         """A BIDS anat or DICOM folder; echo times come from the sidecars/DICOM, else from ``fallbackTeS``.
 
         Typed echo times never silently replace the recorded ones here; to override them, edit them
@@ -860,13 +865,13 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         if not _given(folder):
             raise InputError("choose the BIDS anat folder or the DICOM folder of the multi-echo GRE")
         try:
-            return load_gre(str(folder))
+            return load_gre(str(folder), phase_units=phaseUnits)
         except InputError:
             if fallbackTeS is None:
                 raise
-            return load_gre(str(folder), te_s=fallbackTeS)
+            return load_gre(str(folder), te_s=fallbackTeS, phase_units=phaseUnits)
 
-    def loadGreNifti(self, magnitudeFile, phaseFile, teS=None, b0Tesla=3.0):
+    def loadGreNifti(self, magnitudeFile, phaseFile, teS=None, b0Tesla=3.0, phaseUnits="auto"):
         from QSMReproducibilityLib.errors import InputError
         from QSMReproducibilityLib.io import load_nifti_gre
 
@@ -874,21 +879,22 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
             raise InputError("choose both the magnitude and the phase NIfTI file")
         if teS is None:
             raise InputError("NIfTI input has no echo times: type them (ms, comma separated) and load again")
-        return load_nifti_gre([str(magnitudeFile)], [str(phaseFile)], teS, b0Tesla)
+        return load_nifti_gre([str(magnitudeFile)], [str(phaseFile)], teS, b0Tesla, phase_units=phaseUnits)
 
-    def greFromNodes(self, magnitudeNode, phaseNode, teS=None, b0Tesla=3.0):
+    def greFromNodes(self, magnitudeNode, phaseNode, teS=None, b0Tesla=3.0, phaseUnits="auto"):
         """GRE from scene volumes: a scalar volume per part (one echo), or a sequence of echoes per part."""
         from QSMReproducibilityLib.errors import InputError
-        from QSMReproducibilityLib.io import GreSeries, phase_to_radians, validate_gre
+        from QSMReproducibilityLib.io import GreSeries, apply_phase_scaling, phase_scaling, validate_gre
 
         if magnitudeNode is None or phaseNode is None:
             raise InputError("choose the magnitude and the phase volume")
         magnitude, affineMagnitude = self._echoStack(magnitudeNode)
         phase, affinePhase = self._echoStack(phaseNode)
         teS = validate_gre(magnitude, phase, teS, affineMagnitude, affinePhase, magnitudeNode.GetName())
-        phase = phase_to_radians(phase, phaseNode.GetName())
-        return GreSeries(magnitude.astype(np.float32), phase, teS, float(b0Tesla), affineMagnitude,
-                         source=f"scene volumes {magnitudeNode.GetName()} / {phaseNode.GetName()}")
+        scaling = phase_scaling(phase, phaseNode.GetName(), phaseUnits)
+        return GreSeries(magnitude.astype(np.float32), apply_phase_scaling(phase, scaling), teS, float(b0Tesla),
+                         affineMagnitude, source=f"scene volumes {magnitudeNode.GetName()} / {phaseNode.GetName()}",
+                         phase_scaling=scaling)
 
     @staticmethod
     def _echoStack(node):
@@ -940,7 +946,7 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         """Reconstruct χ (ppm), write it as NIfTI on the GRE grid, and show it as a volume node."""
         from QSMReproducibilityLib.errors import InputError
         from QSMReproducibilityLib.io import save_nifti
-        from QSMReproducibilityLib.recon.pipeline import ReconParams, reconstruct
+        from QSMReproducibilityLib.recon.pipeline import ReconParams, acquisition_record, reconstruct, write_sidecar
 
         if not _given(qsmOutputFile):
             raise InputError("choose where to write the QSM (.nii.gz)")
@@ -949,6 +955,8 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         # Candidates already computed for the overlay are reused, not computed again.
         result = reconstruct(gre, params, mask_candidates=candidates, progress=progress)
         save_nifti(str(qsmOutputFile), result.chi_ppm, gre.affine, description=f"QSM chi ppm ({method})")
+        # The same provenance as `qsmrepro reconstruct` writes: method, mask candidate and f, B0, echoes.
+        write_sidecar(str(qsmOutputFile), acquisition_record(gre), result)
         save_nifti(self.maskPathFor(qsmOutputFile), result.brain_mask.astype(np.uint8), gre.affine,
                    description="chosen brain mask")
         name = pathlib.Path(str(qsmOutputFile)).name.split(".")[0]

@@ -8,12 +8,41 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import Cancelled, QSMReproError
 from .progress import ConsoleProgress
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with positionals allowed after options, as the usage lines show them.
+
+    Plain argparse matches an optional positional (``nargs="?"``) at its first chance, so
+    ``study add-case DIR --case-id C1 ... ANAT_DIR`` or ``reconstruct -o QSM.nii.gz ANAT_DIR`` would
+    fail; a command without sub-commands is therefore parsed with ``parse_known_intermixed_args``.
+    Sub-parsers inherit this class.
+    """
+
+    _parsing_intermixed = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        nested = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        if nested or self._parsing_intermixed:
+            return super().parse_known_args(args, namespace)
+        self._parsing_intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing_intermixed = False
+
+    def error(self, message):
+        """A usage error as every other error: one line ``qsmrepro: error: …``, exit code 2."""
+        command = self.prog.removeprefix("qsmrepro").strip()
+        where, see = (f"{command}: ", f"qsmrepro {command} --help") if command else ("", "qsmrepro --help")
+        self.exit(2, f"qsmrepro: error: {where}{message} (see {see})\n")
 
 
 def _cmd_demo(args) -> int:
@@ -37,7 +66,8 @@ def _cmd_reconstruct(args) -> int:
         result = reconstruct_path(
             args.input, args.output, mask_out=args.save_mask, field_out=args.save_field,
             magnitude=args.magnitude, phase=args.phase, te_s=args.te, b0_tesla=args.b0, b0_dir=args.b0_dir,
-            params=params, user_mask_path=args.mask, mask_preview_out=args.mask_preview, progress=bar,
+            params=params, user_mask_path=args.mask, mask_preview_out=args.mask_preview,
+            phase_units=args.phase_units, progress=bar,
         )
     for note in result.notes:
         print(note)
@@ -46,8 +76,10 @@ def _cmd_reconstruct(args) -> int:
 
 
 def _cmd_extract(args) -> int:
+    from .io import check_output_path
     from .radiomics import extract_files
 
+    check_output_path(args.output, "feature table (-o)", (".csv", ".xlsx"))
     table = extract_files(args.qsm, args.segmentations, params_path=args.params, resample=args.resample)
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
@@ -81,8 +113,19 @@ def _keep_freed_memory() -> None:
         pass
 
 
+def add_phase_units_argument(parser) -> None:
+    """``--phase-units``, shared by ``reconstruct`` and ``study add-case``."""
+    from .io import PHASE_UNITS
+
+    parser.add_argument("--phase-units", default="auto", choices=PHASE_UNITS,
+                        help="how the stored phase values are read: auto (default: radians when their range spans "
+                             "2 pi, Siemens -4096..4095 or 0..4095 by their factor, any other range rescaled onto "
+                             "[-pi, pi) with a warning), radians (as stored), siemens (x pi/4096), rescale "
+                             "(the range found onto [-pi, pi))")
+
+
 def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="qsmrepro",
         description="QSM reconstruction, blinded repeat readings, radiomics and agreement for QSM reproducibility studies.",
     )
@@ -105,9 +148,11 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     rec.add_argument("--magnitude", nargs="+", help="magnitude NIfTI: one 4-D file or one 3-D file per echo")
     rec.add_argument("--phase", nargs="+", help="phase NIfTI: one 4-D file or one 3-D file per echo")
     rec.add_argument("--te", type=float, nargs="+", help="echo times in seconds (override or supply)")
-    rec.add_argument("--b0", type=float, default=None, help="field strength in tesla (default: sidecar, else 3)")
+    rec.add_argument("--b0", type=float, default=None, metavar="TESLA",
+                     help="field strength in tesla, 0.1-21 (default: sidecar or DICOM, else 3 with a warning)")
     rec.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"),
                      help="B0 direction in the voxel frame (default: from the sidecar's B0_dir, else the affine)")
+    add_phase_units_argument(rec)
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
     rec.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
     rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
@@ -143,6 +188,11 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     return parser
 
 
+def _one_line(text) -> str:
+    """Messages quoting a library's error (YAML, nibabel) may span lines; the CLI prints one."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
+
+
 def main(argv=None) -> int:
     _keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -160,7 +210,11 @@ def main(argv=None) -> int:
         print(f"qsmrepro: cancelled: {exc}", file=sys.stderr)
         return 130
     except QSMReproError as exc:
-        print(f"qsmrepro: error: {exc}", file=sys.stderr)
+        print(f"qsmrepro: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a file that vanished, no permission: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qsmrepro: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qsmrepro: interrupted", file=sys.stderr)

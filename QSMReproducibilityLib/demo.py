@@ -96,6 +96,10 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
     from .report import write_report
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: the demo's output (-o) is an existing file; give a folder")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers {workers}: give at least 1 process")
     work = out_dir / "phantom"
     tasks = cohort(n_cases, seed, work, method, full_fov)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Magnitude and phase series are told apart by ImageType (0008,0008: ``\\P\\`` or ``PHASE`` for phase),
 echoes by EchoTime (0018,0081, in ms). Slices are ordered along the slice normal. Phase stored as
-−4096…4095 is scaled to radians by :func:`QSMReproducibilityLib.io.phase_to_radians`.
+−4096…4095 is scaled to radians as :func:`QSMReproducibilityLib.io.phase_scaling` decides; B0 comes from
+MagneticFieldStrength (0018,0087).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def sitk_to_ras(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return array, LPS_TO_RAS @ lps
 
 
-def load_dicom_gre(folder, te_s=None, b0_tesla: float | None = None):
-    from .io import GreSeries, phase_to_radians, validate_gre
+def load_dicom_gre(folder, te_s=None, b0_tesla: float | None = None, *, phase_units: str = "auto"):
+    from .io import assumed_b0, GreSeries, apply_phase_scaling, check_b0, phase_scaling, validate_gre
 
     folder = Path(folder)
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
@@ -63,6 +64,10 @@ def load_dicom_gre(folder, te_s=None, b0_tesla: float | None = None):
         raise InputError(f"{folder}: no phase series found (ImageType without P/PHASE); QSM needs phase images")
     if mags != phases:
         raise InputError(f"{folder}: magnitude echoes {mags} ms and phase echoes {phases} ms do not match")
+    if b0_tesla is not None:
+        b0 = check_b0(b0_tesla, "--b0")
+    else:
+        b0 = check_b0(field, f"{folder}: DICOM MagneticFieldStrength (0018,0087)") if field else None
 
     def read(part, te):
         names = [name for _, name in sorted(groups[(part, te)])]
@@ -76,5 +81,8 @@ def load_dicom_gre(folder, te_s=None, b0_tesla: float | None = None):
         magnitude, phase, te_s if te_s is not None else [t / 1000.0 for t in mags],
         mag_list[0][1], pha_list[0][1], str(folder),
     )
-    b0 = float(b0_tesla) if b0_tesla is not None else float(field or 3.0)
-    return GreSeries(magnitude, phase_to_radians(phase, str(folder)), te, b0, mag_list[0][1], str(folder))
+    scaling = phase_scaling(phase, f"{folder}: DICOM phase", phase_units)
+    phase = apply_phase_scaling(phase, scaling, in_place=True)
+    if b0 is None:  # warned only for data that are otherwise usable
+        b0 = assumed_b0(str(folder))
+    return GreSeries(magnitude, phase, te, b0, mag_list[0][1], str(folder), phase_scaling=scaling)

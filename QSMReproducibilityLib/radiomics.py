@@ -357,12 +357,9 @@ def _grid_masks(masks: dict, mask_affine, shape, affine, resample: bool | None, 
                                                         if resample is not None else "")
             raise RadiomicsError(f"{where}: the segmentation grid {first.shape} differs from the QSM grid {shape} "
                                  f"({exc}); {hint}") from None
-    from scipy import ndimage
+    from .segio import resample_masks
 
-    # voxel of the QSM → RAS → voxel of the mask
-    transform = np.linalg.inv(mask_affine) @ affine
-    return {k: ndimage.affine_transform(m.astype(np.uint8), transform[:3, :3], transform[:3, 3], output_shape=shape,
-                                        order=0, mode="constant") > 0 for k, m in masks.items()}
+    return resample_masks(masks, mask_affine, shape, affine)
 
 
 _WORKER_EXTRACTOR = None

@@ -10,7 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import QSMReproError, ReadingError
+from .. import segio
+from ..errors import InputError, QSMReproError, ReadingError
 from ..progress import ConsoleProgress
 from .store import DB_NAME, LESION_TYPES, Study, _one_line
 
@@ -19,6 +20,9 @@ __all__ = ["add_cli"]
 
 def add_cli(subparsers) -> None:
     """Register the ``study`` sub-command tree on an argparse sub-parsers object."""
+    from ..cli import add_phase_units_argument
+    from ..io import PHASE_UNITS
+
     study = subparsers.add_parser(
         "study",
         help="blinded repeat readings: cases, observers, sessions, wash-out, export",
@@ -34,25 +38,36 @@ def add_cli(subparsers) -> None:
                    help="readings of each case by each observer (default 2)")
 
     p = _command(sub, "add-observer", _cmd_add_observer, "register an observer")
-    p.add_argument("observer", help="observer ID (e.g. O1; no names needed)")
+    p.add_argument("observer", metavar="O", help="observer ID (e.g. O1; no names needed)")
 
-    p = _command(sub, "add-case", _cmd_add_case, "add a case from a QSM map, or reconstruct it from GRE data")
-    p.add_argument("--case-id", required=True)
+    p = _command(sub, "add-case", _cmd_add_case, "add a case from a QSM map, or reconstruct it from GRE data",
+                 usage="%(prog)s [-h] DIR --case-id ID --lesion-type {" + ",".join(LESION_TYPES) + "} "
+                       "(INPUT | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] [--te SECONDS...] "
+                       "[--b0 TESLA] [--phase-units {" + ",".join(PHASE_UNITS) + "}] [--diagnosis TEXT] "
+                       "[--gre-reference TEXT] [--patient-name NAME]")
+    p.add_argument("--case-id", required=True, metavar="ID")
     p.add_argument("--lesion-type", required=True, choices=LESION_TYPES)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("input", nargs="?", help="BIDS anat folder or DICOM folder to reconstruct")
-    source.add_argument("--qsm", help="an existing QSM map (NIfTI, ppm)")
-    p.add_argument("--mask", help="the chosen brain mask on the QSM grid (NIfTI); with INPUT it replaces the "
-                                  "candidate masks")
-    p.add_argument("--mask-index", type=int,
+    # INPUT or --qsm, checked in _cmd_add_case: argparse cannot parse a positional of a mutually exclusive
+    # group that follows options (the order the usage shows).
+    p.add_argument("input", nargs="?", metavar="INPUT", help="BIDS anat folder or DICOM folder to reconstruct")
+    p.add_argument("--qsm", metavar="QSM.nii.gz", help="an existing QSM map (NIfTI, ppm), instead of INPUT")
+    p.add_argument("--mask", metavar="M", help="the chosen brain mask on the QSM grid (NIfTI); with INPUT it "
+                                               "replaces the candidate masks")
+    p.add_argument("--mask-index", type=int, metavar="I",
                    help="with INPUT: which of the candidate brain masks to use (default: the pipeline's choice)")
-    p.add_argument("--method", default="star", help="QSM method when reconstructing INPUT (default star)")
-    p.add_argument("--te", type=float, nargs="+", help="echo times in seconds when reconstructing INPUT")
-    p.add_argument("--diagnosis", help="free text, stored as given")
-    p.add_argument("--gre-reference",
+    p.add_argument("--method", default="star", metavar="METHOD",
+                   help="QSM method when reconstructing INPUT (default star)")
+    p.add_argument("--te", type=float, nargs="+", metavar="SECONDS",
+                   help="echo times in seconds when reconstructing INPUT")
+    p.add_argument("--b0", type=float, metavar="TESLA",
+                   help="with INPUT: field strength in tesla (default: sidecar or DICOM, else 3 with a warning)")
+    add_phase_units_argument(p)
+    p.add_argument("--diagnosis", metavar="TEXT", help="free text, stored as given")
+    p.add_argument("--gre-reference", metavar="TEXT",
                    help="where the GRE series is kept (free text, stored as given); with INPUT the SHA-256 "
                         "fingerprint of its files is recorded as well, never its path")
-    p.add_argument("--patient-name", help="stored only when given; shown only by 'export --with-identifiers'")
+    p.add_argument("--patient-name", metavar="NAME",
+                   help="stored only when given; shown only by 'export --with-identifiers'")
 
     p = _command(sub, "start-reading", _cmd_start,
                  "open a reading session (next case of the randomised order by default)")
@@ -63,7 +78,7 @@ def add_cli(subparsers) -> None:
 
     p = _command(sub, "finish-reading", _cmd_finish, "validate and store the segmentation of the open session")
     _observer_and_case(p)
-    p.add_argument("--segmentation", required=True, help="the reading's .seg.nrrd")
+    _segmentation_arguments(p)
 
     p = _command(sub, "amend-reading", _cmd_amend, "open a session that replaces a finished reading")
     _observer_and_case(p)
@@ -74,7 +89,7 @@ def add_cli(subparsers) -> None:
     p = _command(sub, "import-reading", _cmd_import, "record a reading made earlier, with its dates")
     _observer_and_case(p)
     p.add_argument("--reading", type=int, required=True)
-    p.add_argument("--segmentation", required=True)
+    _segmentation_arguments(p)
     p.add_argument("--started", required=True, help="ISO-8601, e.g. 2024-01-08T09:00:00Z (UTC if no offset)")
     p.add_argument("--finished", required=True, help="ISO-8601")
     p.add_argument("--override-washout", action="store_true")
@@ -93,9 +108,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--reason", help="why identifiers are exported (required with --with-identifiers)")
 
 
-def _command(sub, name: str, handler, help_text: str, *, dir_help: str = "study folder"):
-    parser = sub.add_parser(name, help=help_text)
-    parser.add_argument("dir", help=dir_help)
+def _command(sub, name: str, handler, help_text: str, *, dir_help: str = "study folder", usage: str | None = None):
+    parser = sub.add_parser(name, help=help_text, usage=usage)
+    parser.add_argument("dir", metavar="DIR", help=dir_help)
     parser.set_defaults(handler=_guarded(handler))
     return parser
 
@@ -123,6 +138,18 @@ def _guarded(handler):
             raise ReadingError(f"{where}{_one_line(exc.strerror or exc)}") from exc
 
     return run
+
+
+def _segmentation_arguments(parser) -> None:
+    default = ",".join(f"{name}={value}" for name, value in segio.DEFAULT_LABELS.items())
+    parser.add_argument("--segmentation", required=True, metavar="FILE",
+                        help="the reading: a .seg.nrrd (saved by the reading session, or from plain 3D Slicer with "
+                             "segments named lesion_right / lesion_left / csf), or a label map (NIfTI or NRRD, "
+                             f"e.g. from ITK-SNAP) with the labels {default}")
+    parser.add_argument("--labels", metavar="MAPPING",
+                        help=f"label values of a label map, e.g. {default} (the default); labels not named are refused")
+    parser.add_argument("--resample", action="store_true",
+                        help="accept a segmentation on another grid by resampling it onto the QSM (nearest neighbour)")
 
 
 def _observer_and_case(parser, *, case_help: str | None = None) -> None:
@@ -174,6 +201,9 @@ def _cmd_add_observer(args) -> int:
 
 
 def _cmd_add_case(args) -> int:
+    if (args.input is None) == (args.qsm is None):
+        raise InputError("study add-case: give either INPUT (a BIDS anat or DICOM folder to reconstruct) or "
+                         "--qsm QSM.nii.gz, " + ("not both" if args.qsm else "one of them is required"))
     with Study.open(args.dir) as study:
         study.check_new_case(args.case_id, args.lesion_type)  # before minutes of reconstruction
         if args.qsm:
@@ -197,8 +227,9 @@ def _reconstruct_and_add(study: Study, args):
         # erodes it to.
         mask = Path(work) / "mask.nii.gz"
         with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
-            result = reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, params=params,
-                                      user_mask_path=args.mask, progress=bar)
+            result = reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, b0_tesla=args.b0,
+                                      params=params, user_mask_path=args.mask, phase_units=args.phase_units,
+                                      progress=bar)
         if args.mask:
             chosen = "user-supplied mask"
         else:
@@ -231,7 +262,8 @@ def _cmd_amend(args) -> int:
 def _cmd_finish(args) -> int:
     with Study.open(args.dir) as study:
         session = study.open_session(args.observer, args.case_id)
-        record = study.finish_reading(session.session_uid, args.segmentation)
+        record = study.finish_reading(session.session_uid, args.segmentation, labels=args.labels,
+                                      resample=args.resample)
     print(f"case {record.case_id}, observer {record.observer}, reading {record.reading} finished "
           f"{record.finished_at}: {record.segmentation_path} (sha256 {record.checksum[:12]}...)")
     return 0
@@ -241,7 +273,8 @@ def _cmd_import(args) -> int:
     with Study.open(args.dir) as study:
         record = study.import_reading(args.case_id, args.observer, args.reading, args.segmentation,
                                       started_at=args.started, finished_at=args.finished,
-                                      override_washout=args.override_washout, reason=args.reason)
+                                      override_washout=args.override_washout, reason=args.reason,
+                                      labels=args.labels, resample=args.resample)
     print(f"case {record.case_id}, observer {record.observer}, reading {record.reading} imported "
           f"({record.started_at} - {record.finished_at})")
     return 0

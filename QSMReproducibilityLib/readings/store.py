@@ -63,7 +63,8 @@ DB_NAME = "study.sqlite"
 SCHEMA_VERSION = 1
 LESION_TYPES = segio.LESION_TYPES
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SEGMENT_IDS = {"lesion_right", "lesion_left", "csf"}
+_SEGMENT_IDS = set(segio.READING_SEGMENT_IDS)
+_SESSION_TAGS = ("Observer", "Reading", "CaseID", "SessionUID", "Status")
 _GRID_TOLERANCE_MM = 1e-3
 
 _SCHEMA = """
@@ -905,15 +906,22 @@ class Study:
                                        amend_reason=reason.strip())
             return self._session(row)
 
-    def finish_reading(self, session_uid: str, segmentation_file, *, now=None) -> ReadingRecord:
+    def finish_reading(self, session_uid: str, segmentation_file, *, now=None, labels=None,
+                       resample: bool = False) -> ReadingRecord:
         """Validate a reading's segmentation, store it and close the session.
 
-        The segmentation must be readable, lie on the case's QSM grid (same voxels; axis order or
-        direction may differ, as when Slicer reverses a NIfTI's slice axis), contain a non-empty
-        ``csf`` segment and one or more non-empty ``lesion_right``/``lesion_left`` segments, and its
-        tags ``QSMReproducibility.CaseID``/``Observer`` (and ``Reading``, ``SessionUID``,
-        ``LesionType``, ``Side`` where present) must match the session. It is stored on the QSM
-        grid as ``segmentation_path`` with its ``Status`` tag set to ``finished``.
+        The segmentation is a ``.seg.nrrd`` (saved by the reading session, or drawn in plain Slicer with
+        segments named ``lesion_right``/``lesion_left``/``csf`` or an alias such as "CSF") or a label map
+        (NIfTI or NRRD, e.g. from ITK-SNAP) whose values follow ``labels``
+        (:func:`~QSMReproducibilityLib.segio.parse_label_mapping`; default lesion_right=1,
+        lesion_left=2, csf=3). It must lie on the case's QSM grid (same voxels; axis order or direction
+        may differ, as when Slicer reverses a NIfTI's slice axis, and it may be cropped), or be resampled
+        onto it by nearest neighbour when ``resample``; contain a non-empty ``csf`` segment and one or
+        more non-empty ``lesion_right``/``lesion_left`` segments; and the session tags it carries
+        (``QSMReproducibility.CaseID``, ``Observer``, ``Reading``, ``SessionUID``, ``LesionType``,
+        ``Side``) must match the session. A segment without session tags (drawn in another tool) is
+        stamped with the session's. It is stored on the QSM grid as ``segmentation_path`` with its
+        ``Status`` tag set to ``finished``.
 
         Raises
         ------
@@ -935,7 +943,7 @@ class Study:
         case = self.case(row["case_id"])
         masks, specs, affine = self._validated_segmentation(
             Path(segmentation_file), case, row["observer_id"], int(row["reading"]), where,
-            expected_session_uid=session_uid, session_uid=session_uid,
+            expected_session_uid=session_uid, session_uid=session_uid, labels=labels, resample=resample,
         )
         stamp = _iso(when)
         with self._transaction() as db:
@@ -958,7 +966,8 @@ class Study:
             return self._record(record_row)
 
     def import_reading(self, case_id: str, observer: str, reading: int, segmentation_file, *, started_at, finished_at,
-                       override_washout: bool = False, reason: str | None = None) -> ReadingRecord:
+                       override_washout: bool = False, reason: str | None = None, labels=None,
+                       resample: bool = False) -> ReadingRecord:
         """Record a reading made before the study used this store, with its historical dates.
 
         The segmentation is validated as in :meth:`finish_reading`; readings must be imported in
@@ -971,18 +980,28 @@ class Study:
         reading : int
             Reading number.
         segmentation_file : path-like
-            The reading's ``.seg.nrrd``.
+            The reading's ``.seg.nrrd`` or label map (as for :meth:`finish_reading`).
         started_at, finished_at : datetime or ISO-8601 string
             When the reading was made (naive values count as UTC).
         override_washout : bool
             Accept a reading that started before the wash-out had passed (needs ``reason``).
         reason : str, optional
+        labels : str or mapping, optional
+            Label values of a label map (default lesion_right=1, lesion_left=2, csf=3).
+        resample : bool
+            Resample a segmentation on another grid onto the QSM (nearest neighbour).
         """
         if isinstance(reading, bool) or int(reading) != reading or int(reading) < 1:
             raise ReadingError(f"case {case_id}, observer {observer}: reading number must be >= 1, got {reading!r}")
         reading = int(reading)
         where = f"case {case_id}, observer {observer}, reading {reading}"
-        started, finished = _utc(started_at), _utc(finished_at)
+        times = []
+        for value, what in ((started_at, "start time (--started)"), (finished_at, "finish time (--finished)")):
+            try:
+                times.append(_utc(value))
+            except InputError as exc:
+                raise ReadingError(f"{where}: {what} {_one_line(exc)}") from None
+        started, finished = times
         if finished < started:
             raise ReadingError(f"{where}: finished {_iso(finished)} before it started {_iso(started)}")
         if finished > _utc(None) + dt.timedelta(minutes=5):
@@ -996,7 +1015,8 @@ class Study:
         self._check_import_order(case_id, observer, reading, where)
         session_uid = uuid.uuid4().hex
         masks, specs, affine = self._validated_segmentation(
-            Path(segmentation_file), case, observer, reading, where, expected_session_uid=None, session_uid=session_uid
+            Path(segmentation_file), case, observer, reading, where, expected_session_uid=None, session_uid=session_uid,
+            labels=labels, resample=resample,
         )
         now = _iso(_utc(None))
         relative = f"readings/{case_id}/{observer}_r{reading}.seg.nrrd"
@@ -1035,21 +1055,26 @@ class Study:
     # ---- validation ------------------------------------------------------------------------
 
     def _validated_segmentation(self, path: Path, case: CaseRecord, observer: str, reading: int, where: str, *,
-                                expected_session_uid: str | None, session_uid: str):
+                                expected_session_uid: str | None, session_uid: str, labels=None,
+                                resample: bool = False):
         """Check a reading's segmentation; returns masks on the QSM grid, updated specs and the QSM affine.
 
         ``expected_session_uid``: the SessionUID tag the file must carry where it has one (None: any);
-        ``session_uid``: the SessionUID written into the stored file.
+        ``session_uid``: the SessionUID written into the stored file. ``labels``, ``resample``: see
+        :meth:`finish_reading`.
         """
         try:
-            data = segio.read_seg_nrrd(path)
+            data = segio.read_reading(path, labels)
         except InputError as exc:
             raise ReadingError(f"{where}: {_one_line(exc)}") from None
         shape, affine = _nifti_grid(case.qsm_path, f"case {case.case_id}: QSM map")
         try:
             masks = data.on_grid(shape, affine)
         except InputError as exc:
-            raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {_one_line(exc)}") from None
+            if not resample:
+                raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {_one_line(exc)}; or pass "
+                                   "--resample to resample it onto the QSM (nearest neighbour)") from None
+            masks = segio.resample_masks(data.masks, data.affine_ras, shape, affine)
         ids = [s.segment_id for s in data.segments]
         unexpected = [i for i in ids if i not in _SEGMENT_IDS]
         if unexpected:
@@ -1069,6 +1094,8 @@ class Study:
         specs = []
         for spec in data.segments:
             tags = dict(spec.tags)
+            # A segment drawn in another tool carries no session tags: it is stamped with this session's.
+            drawn_elsewhere = not any(prefix + key in tags for key in _SESSION_TAGS)
             for key, expected, required in (
                 ("CaseID", case.case_id, True),
                 ("Observer", observer, True),
@@ -1080,7 +1107,7 @@ class Study:
             ):
                 value = tags.get(prefix + key)
                 if value is None:
-                    if required:
+                    if required and not drawn_elsewhere:
                         raise ReadingError(
                             f"{where}: segment {spec.segment_id!r} in {path} has no {prefix}{key} tag; "
                             "save the segmentation from the reading session"
@@ -1097,7 +1124,10 @@ class Study:
             tags.update(segio.reading_tags(observer=observer, reading=reading, case_id=case.case_id,
                                            session_uid=session_uid,
                                            status="finished"))
-            specs.append(dataclasses.replace(spec, tags=tags, terminology=spec.terminology or base.terminology))
+            if drawn_elsewhere:  # this project's name, colour and terminology
+                specs.append(dataclasses.replace(base, tags=tags))
+            else:
+                specs.append(dataclasses.replace(spec, tags=tags, terminology=spec.terminology or base.terminology))
         return masks, specs, affine
 
     # ---- integrity -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ReconstructionError
-from ..io import GreSeries, load_gre, load_nifti_gre, load_volume, save_nifti
+from ..io import GreSeries, check_output_path, load_gre, load_nifti_gre, load_volume, save_nifti
 from ..progress import ProgressCallback, report, sub_progress
 from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
 from .background import VSHARP_RADII_MM
@@ -233,8 +233,22 @@ def invert_field(
                        fieldmap.mask_fractions, fieldmap.mask_index, fieldmap.affine, params, fieldmap.notes, seconds)
 
 
-def _write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
-    """BIDS-style JSON beside the QSM: how it was made (method, mask choice, B0, echoes, notes)."""
+def acquisition_record(gre: GreSeries) -> dict:
+    """What the sidecar records of the acquisition: B0 (T) and its direction, echo times (s), phase units."""
+    record = {"MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
+              "EchoTime": [float(t) for t in gre.te_s]}
+    if gre.phase_scaling is not None:
+        record["PhaseUnits"] = gre.phase_scaling.units
+        record["PhaseScaling"] = gre.phase_scaling.as_dict()
+    return record
+
+
+def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
+    """BIDS-style JSON beside the QSM: how it was made (method, mask choice, B0, echoes, notes).
+
+    Every front writes it: the CLI through :func:`reconstruct_path`, the Slicer panel after
+    :func:`reconstruct` (``acquisition`` from :func:`acquisition_record`).
+    """
     import json
     import tempfile
 
@@ -302,31 +316,50 @@ def reconstruct_path(
     params: ReconParams | None = None,
     user_mask_path=None,
     mask_preview_out=None,
+    phase_units: str = "auto",
     progress: ProgressCallback | None = None,
 ) -> ReconResult:
     """Files in, χ (ppm NIfTI on the input grid) out; nothing is written unless reconstruction succeeds.
 
     ``input_path`` is a BIDS anat folder or a DICOM folder; alternatively ``magnitude``/``phase`` are lists
     of NIfTI paths (one 4-D file or one 3-D file per echo) with ``te_s``. ``mask_preview_out`` (PNG) asks
-    for all nine candidate masks over the magnitude, for a reader to choose from.
+    for all nine candidate masks over the magnitude, for a reader to choose from. ``phase_units`` is one
+    of :data:`~QSMReproducibilityLib.io.PHASE_UNITS` (``auto`` decides from the phase's range).
     """
     if qsm_out is None:
         raise InputError("no output path for the QSM (-o QSM.nii.gz)")
+    # Refused before minutes of work: outputs that cannot be written, a B0 direction that is no direction.
+    check_output_path(qsm_out, "QSM output (-o)", (".nii", ".nii.gz"))
+    for path, what in ((mask_out, "mask output (--save-mask)"), (field_out, "field output (--save-field)")):
+        if path is not None:
+            check_output_path(path, what, (".nii", ".nii.gz"))
+    if mask_preview_out is not None:
+        check_output_path(mask_preview_out, "mask preview (--mask-preview)", (".png",))
+    if b0_dir is not None and (len(b0_dir) != 3 or not np.all(np.isfinite(b0_dir)) or not np.linalg.norm(b0_dir) > 0):
+        raise InputError(f"--b0-dir {' '.join(map(str, b0_dir))}: the B0 direction must be three finite numbers, "
+                         "not all zero")
     if input_path is not None:
-        gre = load_gre(input_path, te_s=te_s, b0_tesla=b0_tesla)
+        gre = load_gre(input_path, te_s=te_s, b0_tesla=b0_tesla, phase_units=phase_units)
     elif magnitude and phase:
         if te_s is None:
             raise InputError("echo times are required with --magnitude/--phase NIfTI input: give --te in seconds")
-        gre = load_nifti_gre(magnitude, phase, te_s, 3.0 if b0_tesla is None else b0_tesla)
+        gre = load_nifti_gre(magnitude, phase, te_s, b0_tesla, phase_units=phase_units)
     else:
         raise InputError("give an input folder (BIDS anat or DICOM) or --magnitude and --phase NIfTI files")
     if b0_dir is not None:
-        if len(b0_dir) != 3 or not np.linalg.norm(b0_dir) > 0:
-            raise InputError(f"the B0 direction must be three numbers, not all zero; got {list(b0_dir)}")
         gre = dataclasses.replace(gre, b0_dir_voxel=tuple(float(v) for v in b0_dir))
     user_mask = None
     if user_mask_path is not None:
-        user_mask = load_volume(user_mask_path)[0] > 0.5
+        user_mask, mask_affine = load_volume(user_mask_path)
+        if user_mask.shape != gre.shape:
+            raise InputError(f"{user_mask_path}: the mask is not on the GRE grid (grid {user_mask.shape}, the GRE's "
+                             f"{gre.shape})")
+        if not np.allclose(mask_affine, gre.affine, atol=1e-3):
+            raise InputError(f"{user_mask_path}: the mask is not on the GRE grid (same size, but another position or "
+                             "orientation in its header)")
+        user_mask = user_mask > 0.5
+        if not user_mask.any():
+            raise InputError(f"{user_mask_path}: the mask is empty (no voxel above 0.5)")
     params = params or ReconParams(method=method, background=background_method)
     candidates = preview = None
     if mask_preview_out is not None:
@@ -346,8 +379,7 @@ def reconstruct_path(
             preview.unlink(missing_ok=True)
         raise
     del candidates
-    acquisition = {"MagneticFieldStrength": gre.b0_tesla, "B0DirectionVoxel": [float(v) for v in gre.b0_dir],
-                   "EchoTime": [float(t) for t in gre.te_s]}
+    acquisition = acquisition_record(gre)
     affine = gre.affine
     del gre, user_mask  # the GRE data are not needed for the inversion: let it reuse their memory
     try:
@@ -360,7 +392,7 @@ def reconstruct_path(
     for note in result.notes:
         log.info("%s", note)
     save_nifti(qsm_out, result.chi_ppm, affine, description=f"QSM chi ppm ({params.method})")
-    _write_sidecar(qsm_out, acquisition, result)
+    write_sidecar(qsm_out, acquisition, result)
     if mask_out is not None:
         save_nifti(mask_out, result.brain_mask.astype(np.uint8), affine, description="QSM brain mask")
     if field_out is not None:

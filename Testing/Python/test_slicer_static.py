@@ -211,9 +211,21 @@ def test_choices_match_the_library(module_tree):
     assert constants["UNWRAP_METHODS"] == list(pipeline.UNWRAP_METHODS)
     assert constants["BACKGROUND_METHODS"] == list(pipeline.BACKGROUND_METHODS)
     assert constants["MASK_METHODS"] == list(pytest.importorskip("QSMReproducibilityLib.recon.mask").MASK_METHODS)
+    assert constants["PHASE_UNITS"] == list(pytest.importorskip("QSMReproducibilityLib.io").PHASE_UNITS)
     assert constants["LESION_TYPES"] == list(segio.LESION_TYPES)
     assert constants["ICC_FORMS"][0] == "A,1"  # the study's ICC form
     assert set(constants["ICC_FORMS"]) == {"1,1", "A,1", "C,1", "1,k", "A,k", "C,k"}
+
+
+def test_field_strength_range_matches_the_library(module_tree, ui_root):
+    io = pytest.importorskip("QSMReproducibilityLib.io")
+    annotation = _parameter_fields(module_tree)["b0Tesla"]
+    within = next(n for n in ast.walk(annotation) if isinstance(n, ast.Call) and ast.unparse(n.func) == "WithinRange")
+    assert tuple(ast.literal_eval(a) for a in within.args) == io.B0_RANGE_TESLA
+    spin = _widgets(ui_root)["b0SpinBox"]
+    limits = {p.get("name"): float(p.findtext("double")) for p in spin.findall("property")
+              if p.get("name") in ("minimum", "maximum")}
+    assert (limits["minimum"], limits["maximum"]) == io.B0_RANGE_TESLA
 
 
 def test_only_the_module_file_sits_at_the_top_of_the_module_folder():
@@ -227,6 +239,56 @@ def test_requirements_leave_out_what_slicer_or_slicerradiomics_provide():
              if line.strip() and not line.startswith("#")}
     assert {"nibabel", "pandas", "pynrrd"} <= names
     assert not names & {"numpy", "scipy", "simpleitk", "pyradiomics", "vtk"}
+
+
+# Distributions 3D Slicer bundles (numpy, scipy, SimpleITK: its SuperBuild) or SlicerRadiomics brings.
+SLICER_PROVIDED = {"numpy", "scipy", "simpleitk", "pyradiomics"}
+IMPORT_TO_DISTRIBUTION = {"nrrd": "pynrrd", "radiomics": "pyradiomics", "yaml": "pyyaml"}
+
+
+def _requirements(lines) -> dict:
+    from packaging.requirements import Requirement
+
+    parsed = [Requirement(line.strip()) for line in lines if line.strip() and not line.strip().startswith("#")]
+    return {r.name.lower(): r for r in parsed}
+
+
+def _floor(requirement) -> str:
+    floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+    assert len(floors) == 1, f"{requirement} states no single lower bound"
+    return floors[0]
+
+
+def test_requirements_are_what_the_library_imports_at_the_floors_pyproject_states_and_slicer_510_is_tested_on():
+    tomllib = pytest.importorskip("tomllib")
+    module_requirements = _requirements(
+        (MODULE_DIR / "Resources" / "requirements.txt").read_text(encoding="utf-8").splitlines())
+    pyproject = _requirements(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+                              ["dependencies"])
+    pins = {name: str(next(iter(r.specifier)).version) for name, r in _requirements(
+        (REPO / "Testing" / "slicer-5.10-constraints.txt").read_text(encoding="utf-8").splitlines()).items()}
+
+    imported = set()
+    for path in (REPO / "QSMReproducibilityLib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {IMPORT_TO_DISTRIBUTION.get(name, name).lower() for name in imported
+                   if name not in sys.stdlib_module_names and name not in ("__future__", "QSMReproducibilityLib")}
+
+    # Inside Slicer pip installs exactly what the library imports beyond what Slicer and SlicerRadiomics bring.
+    assert set(module_requirements) == third_party - SLICER_PROVIDED
+    assert set(pyproject) == third_party
+    # One set of lowest versions: requirements.txt and pyproject.toml agree, and the Slicer 5.10 environment
+    # of `make test` (Testing/slicer-5.10-constraints.txt) runs on exactly those versions.
+    for name, requirement in pyproject.items():
+        if name == "pyradiomics":
+            continue
+        assert pins[name] == _floor(requirement), name
+        if name in module_requirements:
+            assert _floor(module_requirements[name]) == _floor(requirement), name
 
 
 # ---------------------------------------------------------------------------------------------------
