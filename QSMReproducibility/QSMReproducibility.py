@@ -498,8 +498,13 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             dialog.close()
 
     def _ensureDependencies(self) -> bool:
+        def confirm(packages) -> bool:
+            return slicer.util.confirmOkCancelDisplay(
+                _("QSM Reproducibility needs these Python packages, which will be installed now:\n\n{packages}")
+                .format(packages="\n".join(packages)), windowTitle=_("Install Python packages"))
+
         try:
-            self.logic.setupPythonRequirements()
+            self.logic.setupPythonRequirements(confirm=confirm)
             return True
         except Exception as error:  # noqa: BLE001 - pip and the user's refusal raise different types
             logging.exception("QSMReproducibility: dependency installation failed")
@@ -747,37 +752,49 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
             lines = [line.split("#", 1)[0].strip() for line in handle]
         return [line for line in lines if line]
 
-    def setupPythonRequirements(self, skipInTesting: bool = True) -> None:
+    def setupPythonRequirements(self, skipInTesting: bool = True, confirm=None) -> None:
         """Install the library's missing Python packages (not PyRadiomics: see :meth:`radiomicsAvailable`).
 
-        On Slicer >= 5.11 ``slicer.pydeps.pip_ensure`` checks ``Resources/requirements.txt``, asks before
-        installing and lists what it installs; on older Slicer the missing packages are named in the status
-        bar and the log and installed with ``slicer.util.pip_install``.
+        Slicer 5.12+ has ``slicer.packaging.pip_ensure`` (Base/Python/slicer/packaging.py at v5.12.0), which
+        asks before installing and lists what it installs; Slicer 5.10 has only ``slicer.util.pip_install``
+        (Base/Python/slicer/util.py at v5.10.0, a list of pip arguments), and the missing packages are named
+        in the status bar and the log first, and ``confirm(packages)`` (the panel's OK/Cancel question) may
+        decline. Either way pip gets a constraints file pinning the numpy, scipy and SimpleITK that Slicer
+        runs, so installing never replaces them.
         """
-        import importlib
-
-        pydeps = None
-        for name in ("slicer.pydeps", "slicer.packaging"):  # the module's name in Slicer 5.11+ and earlier previews
-            try:
-                pydeps = importlib.import_module(name)
-                break
-            except ImportError:
-                continue
-        if pydeps is not None and hasattr(pydeps, "pip_ensure"):
-            if hasattr(pydeps, "load_requirements"):
-                requirements = pydeps.load_requirements(_resourcePath(self.REQUIREMENTS_FILE))
-            else:
-                from packaging.requirements import Requirement
-
-                requirements = [Requirement(line) for line in self.requirements()]
-            pydeps.pip_ensure(requirements, requester="QSMReproducibility", skip_in_testing=skipInTesting)
+        constraints = self._pipConstraintsFile()
+        try:
+            import slicer.packaging as packaging
+        except ImportError:
+            packaging = None
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            requirements = packaging.load_requirements(_resourcePath(self.REQUIREMENTS_FILE))
+            packaging.pip_ensure(requirements, constraints=constraints, requester="QSMReproducibility",
+                                 skip_in_testing=skipInTesting)
             return
         missing = [requirement for requirement in self.requirements() if not _isInstalled(requirement)]
         if not missing:
             return
         logging.info("QSMReproducibility: installing Python packages: %s", ", ".join(missing))
+        if confirm is not None and not confirm(missing):
+            raise RuntimeError(_("installation of {packages} was declined").format(packages=", ".join(missing)))
         slicer.util.showStatusMessage(_("Installing Python packages: {packages}").format(packages=", ".join(missing)))
-        slicer.util.pip_install(missing)
+        slicer.util.pip_install(["-c", constraints, *missing])
+
+    @staticmethod
+    def _pipConstraintsFile() -> str:
+        """A pip constraints file with the versions of numpy, scipy and SimpleITK that this Slicer runs."""
+        import importlib.metadata
+
+        pins = []
+        for name in ("numpy", "scipy", "SimpleITK"):
+            try:
+                pins.append(f"{name}=={importlib.metadata.version(name)}")
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        path = pathlib.Path(slicer.app.temporaryPath) / "QSMReproducibility-constraints.txt"
+        path.write_text("\n".join(pins) + "\n", encoding="utf-8")
+        return str(path)
 
     def radiomicsAvailable(self, showMessage: bool = True) -> bool:
         """PyRadiomics comes from the SlicerRadiomics extension; it is never built here (no wheel for Python 3.12)."""
