@@ -49,7 +49,6 @@ LIBRARY_PARENT_DIR = _addLibraryToPath()
 
 SETTINGS_OBSERVER = "QSMReproducibility/ObserverID"
 SETTINGS_STUDY = "QSMReproducibility/LastStudyFolder"
-SEGMENT_EDITOR_SINGLETON = "QSMReproducibilitySegmentEditor"
 READING_LAYOUT_ID = 5301  # an ID no Slicer layout uses
 QSM_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
 QSM_WINDOW_PPM = 0.6  # ±0.3 ppm around 0 covers the study's lesions (0.277 ± 0.092 and −0.208 ± 0.078 ppm)
@@ -100,10 +99,16 @@ provided in Slicer by the SlicerRadiomics extension. The reading workflow uses S
 
 
 def _onStartupCompleted():
-    """Register the sample case, the terminology and the reading layout once the application is up."""
-    registerSampleData()
-    loadTerminology()
-    registerReadingLayout()
+    """Register the sample case, the terminology and the reading layout once the application is up.
+
+    Each registration runs on its own: one that fails (an API missing from this Slicer version) is
+    logged and does not keep the others from running.
+    """
+    for register in (registerSampleData, loadTerminology, registerReadingLayout):
+        try:
+            register()
+        except Exception:  # noqa: BLE001 - start-up must go on; the failure is in the log with its trace
+            logging.exception("QSMReproducibility: %s failed at start-up", register.__name__)
 
 
 def _resourcePath(filename: str) -> str:
@@ -166,7 +171,11 @@ def registerSampleData():
     import SampleData
 
     iconsPath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "Icons")
-    SampleData.SampleDataLogic.registerCustomSampleDataCategory("QSMReproducibility", title=_("QSM Reproducibility"))
+    # registerCustomSampleDataCategory exists from Slicer 5.12 (Modules/Scripted/SampleData/SampleData.py at
+    # v5.12.0; absent at v5.10.0, where a source's category needs no registration and shows under its name).
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory("QSMReproducibility",
+                                                                    title=_("QSM Reproducibility"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="QSMReproducibility",
         sampleName=SAMPLE_CASE_ID,
@@ -258,7 +267,7 @@ def _userAction(failureMessage: str):
     except Cancelled:
         logging.info("QSMReproducibility: cancelled by the user")
         slicer.util.showStatusMessage(_("Cancelled."), 3000)
-    except QSMReproError as error:
+    except (QSMReproError, mrml.ReadingSceneError) as error:
         logging.error("QSMReproducibility: %s", error)
         slicer.util.errorDisplay(f"{failureMessage}\n\n{error}")
     except Exception as error:  # noqa: BLE001 - show every unexpected failure, with details
@@ -285,7 +294,7 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._study = None
         self._gre = None
         self._candidates = None
-        self._reading = None  # (session, qsmNode, segmentationNode, qsmAffine)
+        self._reading = None  # QSMReproducibilityMRML.OpenReading
         self._cancelRequested = False
         self.segmentEditorWidget = None
 
@@ -328,6 +337,9 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         """An embedded Segment Editor with its own editor node; the segmentation and volume are set per reading."""
         self.segmentEditorWidget = slicer.qMRMLSegmentEditorWidget()
         self.segmentEditorWidget.setMaximumNumberOfUndoStates(10)
+        # The editor node before the scene, so the selections made when the scene is set are kept in it
+        # (as Modules/Scripted/SegmentEditor/SegmentEditor.py does at v5.10.0 and v5.12.0).
+        self._selectSegmentEditorNode()
         self.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
         self.segmentEditorWidget.setSegmentationNodeSelectorVisible(False)
         self.segmentEditorWidget.setSourceVolumeNodeSelectorVisible(False)
@@ -339,19 +351,13 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             ["Paint", "Draw", "Erase", "Threshold", "Islands", "Smoothing", "Scissors", "Level tracing"]
         )
         self.segmentEditorWidget.jumpToSelectedSegmentEnabled = True
-        self._selectSegmentEditorNode()
         self.ui.segmentEditorFrame.layout().addWidget(self.segmentEditorWidget)
         self.segmentEditorWidget.enabled = False
 
     def _selectSegmentEditorNode(self) -> None:
-        editorNode = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_SINGLETON, "vtkMRMLSegmentEditorNode")
-        if editorNode is None:
-            editorNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
-            editorNode.UnRegister(None)
-            editorNode.SetSingletonTag(SEGMENT_EDITOR_SINGLETON)
-            # Lesion and CSF never overlap in one reading; painting one must not erase the other.
-            editorNode.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteNone)
-            editorNode = slicer.mrmlScene.AddNode(editorNode)
+        # Called on every selection: a scene close resets the node's overwrite mode (see
+        # QSMReproducibilityMRML.segment_editor_node).
+        editorNode = mrml.segment_editor_node(slicer.mrmlScene)
         if self.segmentEditorWidget.mrmlSegmentEditorNode() != editorNode:
             self.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
 
@@ -363,6 +369,7 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def enter(self) -> None:
         self.initializeParameterNode()
         self._selectSegmentEditorNode()
+        self.segmentEditorWidget.updateWidgetFromMRML()
         self.segmentEditorWidget.installKeyboardShortcuts()
 
     def exit(self) -> None:
@@ -462,10 +469,11 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             study=self._study.root.name, cases=len(rows), readings=len(self._study.readings()))
 
     def _selectedCaseId(self):
-        rows = {index.row() for index in self.ui.caseTableWidget.selectedIndexes()}
+        # QAbstractItemView::selectedIndexes is protected in Qt; the selection model is the public API.
+        rows = self.ui.caseTableWidget.selectionModel().selectedRows()
         if len(rows) != 1:
             return None
-        item = self.ui.caseTableWidget.item(rows.pop(), 0)
+        item = self.ui.caseTableWidget.item(rows[0].row(), 0)
         return item.text() if item else None
 
     def _progressBarCallback(self):
@@ -650,8 +658,9 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         observer = self._parameterNode.observerId.strip()
         with _userAction(_("Could not start the reading.")):
             self._rememberChoices()
-            session, qsmNode, segmentationNode, qsmAffine = self.logic.startReading(self._study, observer, caseId)
-            self._reading = (session, qsmNode, segmentationNode, qsmAffine)
+            self._reading = self.logic.startReading(self._study, observer, caseId)
+            session, qsmNode, segmentationNode = (self._reading.session, self._reading.qsm_node,
+                                                  self._reading.segmentation_node)
             self.logic.showQsm(qsmNode, segmentationNode)
             self._selectSegmentEditorNode()
             self.segmentEditorWidget.setSegmentationNode(segmentationNode)
@@ -666,14 +675,15 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def onFinishReading(self) -> None:
         if self._reading is None:
             return
-        session, qsmNode, segmentationNode, qsmAffine = self._reading
         finished = False
         with _userAction(_("The reading could not be finished; it is still open.")):
             self.segmentEditorWidget.setActiveEffect(None)
-            record = self.logic.finishReading(self._study, session, segmentationNode, qsmNode, qsmAffine)
+            record = self.logic.finishReading(self._study, self._reading)
             finished = True
         if finished:
-            self._clearReading()
+            self.segmentEditorWidget.setSegmentationNode(None)
+            self.segmentEditorWidget.setSourceVolumeNode(None)
+            self._reading = None
             self.ui.readingInfoLabel.text = _("Reading saved: {path}").format(path=record.segmentation_path)
         self._refreshCaseTable()
         self._updateButtons()
@@ -685,7 +695,7 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             _("Remove this reading from the scene without saving? It stays open in the study and resumes "
               "when you start it again (your drawing is lost).")):
             return
-        session = self._reading[0]
+        session = self._reading.session
         with _userAction(_("Could not close the reading.")):
             self._clearReading()
             self.ui.readingInfoLabel.text = _("Reading of case {case} closed without saving.").format(
@@ -693,11 +703,11 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._updateButtons()
 
     def _clearReading(self) -> None:
-        session = self._reading[0]
+        reading = self._reading
         self.segmentEditorWidget.setSegmentationNode(None)
         self.segmentEditorWidget.setSourceVolumeNode(None)
         self._reading = None
-        self.logic.removeReading(session.session_uid)
+        self.logic.removeReading(reading)
 
     # ---- export ------------------------------------------------------------------------------
 
@@ -1014,111 +1024,32 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def caseRows(study, observer: str) -> list:
-        """Rows of the case list: case, lesion type, this observer's finished readings, status.
+        """Rows of the case list: case, lesion type, this observer's finished readings, status (``Study.case_status``).
 
         Only the observer's own progress is shown; no other observer's reading is ever revealed.
         """
-        finished = {}
-        for record in study.readings():
-            if record.observer == observer:
-                finished[record.case_id] = finished.get(record.case_id, 0) + 1
-        openCases = {session.case_id for session in study.open_sessions(observer)} if observer else set()
-        total = int(getattr(study, "readings_per_observer", 2))
-        rows = []
-        for case in study.cases():
-            done = finished.get(case.case_id, 0)
-            if case.case_id in openCases:
-                status = "in progress"
-            elif done >= total:
-                status = "done"
-            elif observer and done > 0:
-                opens = study.washout_opens(case.case_id, observer, done + 1)
-                status = "ready" if opens is None else f"wash-out until {opens:%Y-%m-%d}"
-            else:
-                status = "ready"
-            rows.append((case.case_id, case.lesion_type, f"{done}/{total}", status))
-        return rows
+        return [(row.case_id, row.lesion_type, f"{row.finished}/{row.total}", row.label)
+                for row in study.case_status(observer)]
 
-    def startReading(self, study, observer: str, caseId=None, scene=None):
-        """Open a reading session and put only its QSM and a fresh tagged segmentation into the scene.
-
-        Returns ``(session, qsmNode, segmentationNode, qsmAffine)``. Refuses while another reading's
-        nodes are in the scene, so no other reading can be seen during this one.
-        """
-        from QSMReproducibilityLib import segio
-        from QSMReproducibilityLib.errors import ReadingError
-        from QSMReproducibilityLib.io import load_volume
-
-        scene = scene or slicer.mrmlScene
-        others = self.readingSessionsInScene(scene)
-        if others:
-            raise ReadingError(
-                f"a reading of case {', '.join(sorted(others.values()))} is still in the scene; "
-                "finish or close it first")
-        study.add_observer(observer)  # no-op for a registered observer; recorded in the audit log otherwise
-        session = study.start_reading(observer, caseId)
-        data, affine = load_volume(session.qsm_path)
-        attributes = {mrml.TAG_PREFIX + "SessionUID": session.session_uid,
-                      mrml.TAG_PREFIX + "CaseID": session.case_id}
-        try:
-            qsmNode = mrml.volume_node_from_array(scene, data, affine, name=f"QSM {session.case_id}",
-                                                  attributes=attributes)
-            tags = session.tags("started")
-            segments = [segio.lesion_segment(side, session.lesion_type, tags) for side in segio.SIDES]
-            segments.append(segio.csf_segment(tags))
-            segmentationNode = mrml.reading_segmentation_node(
-                scene, qsmNode, segments, name=f"{observer} reading {session.reading} {session.case_id}")
-        except Exception:
-            mrml.remove_reading_nodes(scene, session.session_uid)  # leave no half-made reading behind
-            raise
-        return session, qsmNode, segmentationNode, affine
+    @staticmethod
+    def startReading(study, observer: str, caseId=None, scene=None, overrideReason=None):
+        """Open a reading and put only its QSM and a fresh tagged segmentation into the scene (``OpenReading``)."""
+        return mrml.start_reading(scene or slicer.mrmlScene, study, observer, caseId, override_reason=overrideReason)
 
     @staticmethod
     def readingSessionsInScene(scene=None) -> dict:
         """Session UID -> case ID of every reading that has nodes in the scene."""
-        scene = scene or slicer.mrmlScene
-        sessions = {}
-        for index in range(scene.GetNumberOfNodes()):
-            node = scene.GetNthNode(index)
-            uid = node.GetAttribute(mrml.TAG_PREFIX + "SessionUID")
-            if uid:
-                sessions[uid] = node.GetAttribute(mrml.TAG_PREFIX + "CaseID") or sessions.get(uid) or "?"
-        return sessions
-
-    def finishReading(self, study, session, segmentationNode, qsmNode, qsmAffine, scene=None):
-        """Save the reading through the study store, then remove its nodes from the scene.
-
-        Empty lesion segments (a lesion on one side only) are left out; the study store refuses a reading
-        without a lesion or without CSF, and the reading then stays open in the scene.
-        """
-        from QSMReproducibilityLib import segio
-        from QSMReproducibilityLib.errors import ReadingError
-
-        scene = scene or slicer.mrmlScene
-        masks = mrml.segment_masks(segmentationNode, qsmNode)
-        where = f"case {session.case_id}, reading {session.reading}"
-        if not masks.get("csf", np.zeros(1, bool)).any():
-            raise ReadingError(f"{where}: the CSF reference segment is empty; draw CSF in the posterior horns")
-        drawn = {segmentId: mask for segmentId, mask in masks.items() if mask.any()}
-        if not any(segmentId.startswith("lesion_") for segmentId in drawn):
-            raise ReadingError(f"{where}: no lesion is drawn; draw the lesion in lesion_right or lesion_left")
-        tags = session.tags("started")
-        specs = [segio.lesion_segment(segmentId.removeprefix("lesion_"), session.lesion_type, tags)
-                 for segmentId in drawn if segmentId.startswith("lesion_")]
-        specs.append(segio.csf_segment(tags))
-        workDir = tempfile.mkdtemp(prefix="qsmrepro_reading_")
-        try:
-            path = os.path.join(workDir, f"{session.observer}_r{session.reading}.seg.nrrd")
-            segio.write_seg_nrrd(path, {spec.segment_id: drawn[spec.segment_id] for spec in specs}, qsmAffine, specs)
-            record = study.finish_reading(session.session_uid, path)
-        finally:
-            shutil.rmtree(workDir, ignore_errors=True)
-        self.removeReading(session.session_uid, scene)
-        return record
+        return mrml.readings_in_scene(scene or slicer.mrmlScene)
 
     @staticmethod
-    def removeReading(sessionUid: str, scene=None) -> int:
-        return mrml.remove_reading_nodes(scene or slicer.mrmlScene, sessionUid)
+    def finishReading(study, reading, scene=None):
+        """Record the reading through the study store and remove its nodes; on refusal it stays open."""
+        return mrml.finish_reading(scene or slicer.mrmlScene, study, reading)
+
+    @staticmethod
+    def removeReading(reading, scene=None) -> int:
+        """Remove a reading's nodes without saving; the session stays open in the study."""
+        return mrml.close_reading(scene or slicer.mrmlScene, reading)
 
     # ---- export ------------------------------------------------------------------------------
 
@@ -1132,9 +1063,7 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         # One process: worker processes must not be forked from inside the application.
         features = radiomics.extract_readings(study.readings(), params_path=str(paramsPath) if paramsPath else None,
                                               progress=progress, workers=1)
-        os.makedirs(str(exportFolder), exist_ok=True)
-        csvPath = os.path.join(str(exportFolder), "features.csv")
-        features.to_csv(csvPath, index=False)
+        csvPath = str(radiomics.write_feature_table(features, os.path.join(str(exportFolder), "features.csv")))
         columns = {name: features[name].tolist() for name in features.columns}
         tableNode = mrml.table_node_from_columns(slicer.mrmlScene, columns, name="QSM radiomic features",
                                                  node=tableNode)
@@ -1206,11 +1135,16 @@ class QSMReproducibilityTest(ScriptedLoadableModuleTest):
     def test_ReadingOnPhantom(self):
         self.delayDisplay("Starting the reading test on a phantom case")
         logic = QSMReproducibilityLogic()
-        logic.setupPythonRequirements(skipInTesting=False)
-
-        import nibabel
+        # A test must not change Slicer's Python environment: without the library's packages it is skipped.
+        missing = [requirement for requirement in logic.requirements() if not _isInstalled(requirement)]
+        if missing:
+            message = "QSMReproducibility self-test skipped: not installed: " + ", ".join(missing)
+            logging.warning(message)
+            self.delayDisplay(message)
+            return
 
         from QSMReproducibilityLib import phantom, segio
+        from QSMReproducibilityLib.io import load_volume
         from QSMReproducibilityLib.readings import Study
         from QSMReproducibilityLib.recon.pipeline import reconstruct_path
 
@@ -1219,8 +1153,8 @@ class QSMReproducibilityTest(ScriptedLoadableModuleTest):
             case = phantom.simulate_case("SelfTest01", "hematoma", seed=7, out_dir=os.path.join(workDir, "case"))
             qsmPath = os.path.join(workDir, "qsm.nii.gz")
             reconstruct_path(case.anat_dir, qsmPath, method="star")
-            labels = np.asarray(nibabel.load(str(case.labels_path)).dataobj).astype(int)
-            trueChi = np.asarray(nibabel.load(str(case.chi_path)).dataobj, dtype=float)
+            labels = load_volume(case.labels_path)[0].astype(int)
+            trueChi = load_volume(case.chi_path)[0].astype(float)
             self.delayDisplay("QSM reconstructed")
 
             study = Study.create(os.path.join(workDir, "study"))
@@ -1228,7 +1162,8 @@ class QSMReproducibilityTest(ScriptedLoadableModuleTest):
             study.add_case(case.case_id, case.lesion_type, qsmPath)
             nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
 
-            session, qsmNode, segmentationNode, qsmAffine = logic.startReading(study, "observerA")
+            reading = logic.startReading(study, "observerA")
+            session, qsmNode, segmentationNode = reading.session, reading.qsm_node, reading.segmentation_node
             self.assertEqual(session.case_id, case.case_id)
             self.assertEqual(session.reading, 1)
             segmentIds = [segmentationNode.GetSegmentation().GetNthSegmentID(i)
@@ -1241,7 +1176,7 @@ class QSMReproducibilityTest(ScriptedLoadableModuleTest):
             drawn = {f"lesion_{side}": labels == phantom.LESION_LABEL[side] for side in case.sides}
             drawn["csf"] = labels == phantom.CSF
             mrml.set_segment_masks(segmentationNode, drawn, qsmNode)
-            record = logic.finishReading(study, session, segmentationNode, qsmNode, qsmAffine)
+            record = logic.finishReading(study, reading)
             self.delayDisplay("Reading finished")
 
             # Nothing of the reading is left in the scene.
@@ -1261,7 +1196,7 @@ class QSMReproducibilityTest(ScriptedLoadableModuleTest):
 
             # CSF-referenced lesion χ of the reconstruction is close to the phantom's truth
             # (STAR-QSM on this phantom: about 0.24 ppm for a true 0.255 ppm).
-            qsm = np.asarray(nibabel.load(qsmPath).dataobj, dtype=float)
+            qsm = load_volume(qsmPath)[0].astype(float)
             for side in case.sides:
                 lesion = drawn[f"lesion_{side}"]
                 measured = qsm[lesion].mean() - qsm[drawn["csf"]].mean()

@@ -77,17 +77,11 @@ def _cmd_reconstruct(args) -> int:
 
 def _cmd_extract(args) -> int:
     from .io import check_output_path
-    from .radiomics import extract_files
+    from .radiomics import extract_files, write_feature_table
 
     check_output_path(args.output, "feature table (-o)", (".csv", ".xlsx"))
     table = extract_files(args.qsm, args.segmentations, params_path=args.params, resample=args.resample)
-    out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() == ".xlsx":
-        table.to_excel(tmp, index=False, engine="openpyxl")
-    else:
-        table.to_csv(tmp, index=False)
-    tmp.replace(out)
+    out = write_feature_table(table, args.output)
     print(f"{table['feature'].nunique()} features x {len(table.groupby(['lesion_id', 'observer', 'reading']))} ROIs -> {out.resolve()}")
     return 0
 

@@ -91,7 +91,7 @@ def simulate_and_read(task: CaseTask) -> dict:
 def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star", workers: int | None = None,
              full_fov: bool = False, progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Run the whole synthetic study into ``out_dir``; returns the paths of the outputs."""
-    from .radiomics import extract_readings
+    from .radiomics import extract_readings, write_feature_table
     from .readings import Study
     from .report import write_report
 
@@ -125,10 +125,7 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
                                      started_at=r["started"], finished_at=r["finished"])
             report(stage, (i + 1) / len(tasks), f"case {case['case_id']} reconstructed and read")
     features = extract_readings(study.readings(), progress=sub_progress(progress, 0.75, 0.92), workers=workers)
-    features_path = out_dir / "features.csv"
-    tmp = features_path.with_suffix(".csv.tmp")
-    features.to_csv(tmp, index=False)
-    os.replace(tmp, features_path)
+    features_path = write_feature_table(features, out_dir / "features.csv")
     report(progress, 0.92, "agreement statistics and report")
     settings = {"cohort": f"synthetic, {n_cases} cases, seed {seed}, "
                           f"{'full field of view' if full_fov else 'slab around V4'}", "QSM method": method,

@@ -485,6 +485,24 @@ class _PlainReading:
                    str(r.segmentation_path))
 
 
+def write_feature_table(table: pd.DataFrame, path) -> Path:
+    """Write a long feature table atomically: ``.xlsx`` as a workbook, anything else as CSV.
+
+    The table is written to a temporary file next to ``path`` and renamed onto it
+    (:func:`~QSMReproducibilityLib.segio.atomic_output`), so a reader never sees half a table and a
+    failure leaves an earlier table as it was. Returns ``path``.
+    """
+    from .segio import atomic_output
+
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        if path.suffix.lower() == ".xlsx":
+            table.to_excel(tmp, index=False, engine="openpyxl")
+        else:
+            table.to_csv(tmp, index=False)
+    return path
+
+
 def load_image(path) -> tuple[np.ndarray, np.ndarray]:
     """A 3-D image from NIfTI (nibabel) or NRRD/other ITK formats, as ((i, j, k) array, voxel→RAS affine)."""
     from .io import load_volume

@@ -30,9 +30,25 @@ from .nodes import (
     tag_node,
     volume_node_from_array,
 )
+from .reading import (
+    SEGMENT_EDITOR_SINGLETON,
+    OpenReading,
+    close_reading,
+    finish_reading,
+    readings_in_scene,
+    segment_editor_node,
+    start_reading,
+)
 
 __all__ = [
     "NODE_CLASS_VOLUME",
+    "OpenReading",
+    "SEGMENT_EDITOR_SINGLETON",
+    "close_reading",
+    "finish_reading",
+    "readings_in_scene",
+    "segment_editor_node",
+    "start_reading",
     "READING_TAG_KEYS",
     "SEGMENT_TAG_KEYS",
     "TAG_PREFIX",

@@ -314,8 +314,7 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from ..radiomics import extract_readings
-    from ..segio import atomic_output
+    from ..radiomics import extract_readings, write_feature_table
 
     if args.with_identifiers and not (args.reason or "").strip():
         raise ReadingError("--with-identifiers needs --reason (it is written to the study's audit log)")
@@ -329,8 +328,6 @@ def _cmd_export(args) -> int:
             identifiers = study.identifiers(purpose=args.reason)
             for column in ("patient_name", "gre_reference"):
                 table[column] = table["case_id"].map(lambda case_id: identifiers[case_id][column])
-    output = Path(args.output)
-    with atomic_output(output) as tmp:
-        table.to_csv(tmp, index=False)
+    output = write_feature_table(table, args.output)
     print(f"{len(readings)} readings, {len(table)} rows -> {output.resolve()}")
     return 0

@@ -163,6 +163,11 @@ class ReadingSession:
             status=status,
         )
 
+    def segments(self, status: str = "started") -> list[segio.SegmentSpec]:
+        """The empty segments a reading starts with: ``lesion_right``, ``lesion_left`` and ``csf``, tagged."""
+        tags = self.tags(status)
+        return [*(segio.lesion_segment(side, self.lesion_type, tags) for side in segio.SIDES), segio.csf_segment(tags)]
+
 
 @dataclasses.dataclass(frozen=True)
 class ReadingRecord:
@@ -198,6 +203,29 @@ class CaseRecord:
     mask_checksum: str | None
     gre_reference: str | None
     added_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseStatus:
+    """Where one observer stands on one case; nothing of another observer's readings is in it.
+
+    ``state`` is ``in progress`` (a session is open), ``done`` (every reading finished), ``wash-out``
+    (the next reading may start at ``washout_ends``) or ``ready``.
+    """
+
+    case_id: str
+    lesion_type: str
+    finished: int
+    total: int
+    state: str
+    washout_ends: dt.datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """The state as the case list shows it."""
+        if self.state == "wash-out" and self.washout_ends is not None:
+            return f"wash-out until {self.washout_ends:%Y-%m-%d}"
+        return self.state
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,6 +720,47 @@ class Study:
             )
         raise ReadingError(f"observer {observer} has no open reading of case {case_id}; "
                            "start one with 'qsmrepro study start-reading'")
+
+    def case_status(self, observer: str, *, now=None) -> list[CaseStatus]:
+        """Every case with this observer's progress on it, in case order (the reading station's case list).
+
+        Only the observer's own readings count; an unknown or empty observer sees every case ``ready``.
+        """
+        when = _utc(now)
+        finished: dict[str, int] = {}
+        open_cases: set[str] = set()
+        if observer:
+            for row in self._db.execute(
+                "SELECT case_id, COUNT(*) FROM readings WHERE observer_id = ? AND status = 'finished' GROUP BY case_id",
+                (observer,),
+            ):
+                finished[row[0]] = int(row[1])
+            open_cases = {session.case_id for session in self.open_sessions(observer)}
+        total = self.readings_per_observer
+        rows = []
+        for case in self.cases():
+            done = finished.get(case.case_id, 0)
+            opens = None
+            if case.case_id in open_cases:
+                state = "in progress"
+            elif done >= total:
+                state = "done"
+            else:
+                opens = self.washout_opens(case.case_id, observer, done + 1) if done else None
+                state = "wash-out" if opens is not None and when < opens else "ready"
+                opens = opens if state == "wash-out" else None
+            rows.append(CaseStatus(case.case_id, case.lesion_type, done, total, state, opens))
+        return rows
+
+    def qsm_volume(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """A case's QSM map (ppm) as an (i, j, k) float32 array and its voxel->RAS affine (mm)."""
+        from ..io import load_volume
+
+        case = self.case(case_id)
+        try:
+            return load_volume(case.qsm_path)
+        except InputError as exc:
+            raise ReadingError(f"case {case_id}: the QSM map cannot be read: {_one_line(exc)}") from None
 
     def audit_log(self) -> list[dict]:
         """The audit log, oldest first."""

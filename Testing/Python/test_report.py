@@ -453,3 +453,31 @@ def test_report_path_that_is_a_file_is_an_input_error(tmp_path):
     target.write_text("a file")
     with pytest.raises(InputError, match="exists and is not a folder"):
         write_report(synthetic_features(), target)
+
+
+def test_a_feature_table_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from QSMReproducibilityLib.radiomics import write_feature_table
+    from QSMReproducibilityLib.report import read_feature_csv
+
+    table = pd.DataFrame({"case_id": ["007", "012"], "lesion_id": ["right", "left"],
+                          "lesion_type": ["hematoma", "calcification"], "observer": ["O1", "O2"],
+                          "reading": [1, 2], "feature": ["qsm_mean", "qsm_median"], "value": [0.125, -0.0625]})
+    path = tmp_path / "export" / "features.csv"
+    assert write_feature_table(table, path) == path
+    pd.testing.assert_frame_equal(read_feature_csv(path)[list(table.columns)], table, check_dtype=False)
+    written = path.read_bytes()
+
+    # A write that fails half-way leaves the earlier table, and no temporary file, behind.
+    def fail_half_way(self, target, **kwargs):
+        Path(target).write_text("case_id,lesion_id\n007,")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        write_feature_table(table.assign(value=[9.0, 9.0]), path)
+    assert path.read_bytes() == written
+    assert sorted(p.name for p in path.parent.iterdir()) == ["features.csv"]
+    monkeypatch.undo()
+
+    xlsx = write_feature_table(table, tmp_path / "features.xlsx")
+    pd.testing.assert_frame_equal(pd.read_excel(xlsx, dtype={"case_id": str}), table, check_dtype=False)

@@ -314,7 +314,7 @@ def test_module_cmakelists_lists_every_script_and_resource():
 
 def test_extension_cmakelists_has_metadata_dependency_and_library_install():
     text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
-    for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+    for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "DEPENDS"):
         assert re.search(rf'set\(EXTENSION_{field} "[^"]+"\)', text), field
     assert re.search(r'set\(EXTENSION_CATEGORY "Quantification"\)', text)
     assert re.search(r'set\(EXTENSION_DEPENDS "[^"]*\bSlicerRadiomics\b[^"]*"\)', text)
@@ -380,3 +380,87 @@ def test_every_library_name_the_module_imports_exists():
                     except ImportError:
                         missing.append(f"{node.module}.{alias.name}")
     assert missing == []
+
+
+# ---- Slicer API use, checked against Slicer's source at v5.10.0 and v5.12.0 ----------------------
+
+_REPO_RAW_URL = re.compile(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[^/]+/(\S+)")
+
+
+def test_the_screenshot_and_icon_urls_name_files_of_this_repository():
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    entry = json.loads(CATALOG.read_text(encoding="utf-8"))
+    urls = [url for field in ("SCREENSHOTURLS", "ICONURL")
+            for value in re.findall(rf'set\(EXTENSION_{field} "([^"]*)"\)', text) for url in value.split()]
+    urls += [url for key in ("screenshoturls", "iconurl") for url in str(entry.get(key, "")).split()]
+    for url in urls:
+        found = _REPO_RAW_URL.match(url)
+        assert found, f"{url}: not a file of this repository"
+        assert (REPO / found.group(1)).is_file(), f"{url} points to {found.group(1)}, which does not exist"
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and n.func.attr == name]
+
+
+def test_no_protected_qt_method_is_called(module_tree):
+    # QAbstractItemView::selectedIndexes is protected (qabstractitemview.h); PythonQt need not expose it.
+    assert not _calls(module_tree, "selectedIndexes")
+    assert _calls(module_tree, "selectedRows")
+
+
+def test_the_sample_data_category_is_registered_only_where_slicer_has_the_call(module_tree):
+    # SampleDataLogic.registerCustomSampleDataCategory: Modules/Scripted/SampleData/SampleData.py at v5.12.0,
+    # absent at v5.10.0.
+    calls = _calls(module_tree, "registerCustomSampleDataCategory")
+    guards = [n for n in ast.walk(module_tree) if isinstance(n, ast.If)
+              and any(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "hasattr"
+                      and any(isinstance(a, ast.Constant) and a.value == "registerCustomSampleDataCategory"
+                              for a in c.args) for c in ast.walk(n.test))]
+    guarded = {id(c) for guard in guards for stmt in guard.body for c in ast.walk(stmt)}
+    assert calls and all(id(call) in guarded for call in calls)
+
+
+def test_startup_registrations_run_each_on_its_own(module_tree):
+    startup = next(n for n in module_tree.body if isinstance(n, ast.FunctionDef) and n.name == "_onStartupCompleted")
+    tries = [n for n in ast.walk(startup) if isinstance(n, ast.Try)]
+    assert len(tries) == 1 and isinstance(tries[0].body[0], ast.Expr)        # one call per try, inside a loop
+    assert any(isinstance(n, ast.For) for n in ast.walk(startup))
+    names = {n.id for n in ast.walk(startup) if isinstance(n, ast.Name)}
+    assert {"registerSampleData", "loadTerminology", "registerReadingLayout"} <= names
+
+
+def _method(tree: ast.Module, class_name: str, method: str) -> ast.FunctionDef:
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    return next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == method)
+
+
+def test_the_segment_editor_node_is_set_before_the_scene_and_refreshed_on_enter(module_tree):
+    # Modules/Scripted/SegmentEditor/SegmentEditor.py (v5.10.0, v5.12.0): selectParameterNode() before
+    # setMRMLScene(); updateWidgetFromMRML() in enter().
+    setup = _method(module_tree, "QSMReproducibilityWidget", "_setupSegmentEditor")
+    lines = {ast.unparse(n.func): n.lineno for n in ast.walk(setup) if isinstance(n, ast.Call)}
+    assert lines["self._selectSegmentEditorNode"] < lines["self.segmentEditorWidget.setMRMLScene"]
+    enter = ast.unparse(_method(module_tree, "QSMReproducibilityWidget", "enter"))
+    assert enter.index("_selectSegmentEditorNode") < enter.index("updateWidgetFromMRML")
+    select = ast.unparse(_method(module_tree, "QSMReproducibilityWidget", "_selectSegmentEditorNode"))
+    assert "mrml.segment_editor_node(" in select
+
+
+def test_the_self_test_neither_installs_packages_nor_imports_them_directly(module_tree):
+    test = next(n for n in module_tree.body if isinstance(n, ast.ClassDef) and n.name == "QSMReproducibilityTest")
+    for call in _calls(test, "setupPythonRequirements"):
+        assert not any(k.arg == "skipInTesting" and getattr(k.value, "value", True) is False for k in call.keywords)
+    imported = {a.name.split(".")[0] for n in ast.walk(test) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(test) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"QSMReproducibilityLib"} | set(sys.stdlib_module_names)
+    assert "_isInstalled" in ast.unparse(test)
+
+
+def test_the_reading_logic_only_calls_the_mrml_reading_core(module_tree):
+    logic = ast.unparse(next(n for n in module_tree.body
+                             if isinstance(n, ast.ClassDef) and n.name == "QSMReproducibilityLogic"))
+    for call in ("mrml.start_reading(", "mrml.finish_reading(", "mrml.close_reading(", ".case_status("):
+        assert call in logic
+    assert "washout_opens" not in logic and "write_seg_nrrd" not in logic
