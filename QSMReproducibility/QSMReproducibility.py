@@ -643,7 +643,8 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             # A fingerprint of the GRE input, never its path (which may name the patient).
             self._study.add_case(p.caseId.strip(), p.lesionType, str(p.qsmOutputFile),
                                  mask_path=maskFile if os.path.exists(maskFile) else None,
-                                 gre_input=self._gre.source if self._gre is not None else None)
+                                 gre_input=self._gre.source if self._gre is not None else None,
+                                 reconstruction=self.logic.reconstructionRecord(p.qsmOutputFile))
         self._refreshCaseTable()
         self._updateButtons()
 
@@ -988,6 +989,13 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
                    description="chosen brain mask")
         name = pathlib.Path(str(qsmOutputFile)).name.split(".")[0]
         return mrml.volume_node_from_array(slicer.mrmlScene, result.chi_ppm, gre.affine, name=name, node=qsmNode)
+
+    @staticmethod
+    def reconstructionRecord(qsmFile):
+        """How the QSM was made (from its sidecar), for the study's audit log, as `qsmrepro study add-case` records it."""
+        from QSMReproducibilityLib.recon.pipeline import reconstruction_record
+
+        return reconstruction_record(str(qsmFile))
 
     @staticmethod
     def maskPathFor(qsmOutputFile) -> str:

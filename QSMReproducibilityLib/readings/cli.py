@@ -218,7 +218,7 @@ def _cmd_add_case(args) -> int:
 
 def _reconstruct_and_add(study: Study, args):
     """Reconstruct INPUT and add the case with its QSM, the chosen brain mask and a GRE fingerprint."""
-    from ..recon.pipeline import ReconParams, reconstruct_path
+    from ..recon.pipeline import ReconParams, reconstruct_path, reconstruction_record
 
     params = ReconParams(method=args.method, mask_index=args.mask_index)
     with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
@@ -227,21 +227,12 @@ def _reconstruct_and_add(study: Study, args):
         # erodes it to.
         mask = Path(work) / "mask.nii.gz"
         with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
-            result = reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, b0_tesla=args.b0,
-                                      params=params, user_mask_path=args.mask, phase_units=args.phase_units,
-                                      progress=bar)
-        if args.mask:
-            chosen = "user-supplied mask"
-        else:
-            from ..recon.mask import describe_candidate
-
-            index = result.mask_index
-            chosen = describe_candidate(result.params.mask_method, result.mask_fractions[index], index)
-        details = {"method": result.params.method, "unwrap": result.params.unwrap, "mask": chosen,
-                   "notes": list(result.notes)}
+            reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, b0_tesla=args.b0, params=params,
+                             user_mask_path=args.mask, phase_units=args.phase_units, progress=bar)
+        # The record the Slicer panel keeps too: read back from the QSM's sidecar.
         return study.add_case(args.case_id, args.lesion_type, qsm, mask_path=mask, gre_reference=args.gre_reference,
-                              gre_input=args.input, reconstruction=details, diagnosis=args.diagnosis,
-                              patient_name=args.patient_name)
+                              gre_input=args.input, reconstruction=reconstruction_record(qsm),
+                              diagnosis=args.diagnosis, patient_name=args.patient_name)
 
 
 def _cmd_start(args) -> int:

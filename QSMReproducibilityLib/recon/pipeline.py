@@ -254,8 +254,7 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
 
     from .. import __version__
 
-    qsm_out = Path(qsm_out)
-    sidecar = qsm_out.with_name(qsm_out.name.split(".nii")[0] + ".json")
+    sidecar = sidecar_path(qsm_out)
     user_mask = result.mask_index < 0
     fraction = None if user_mask else result.mask_fractions[result.mask_index]
     info = {
@@ -278,6 +277,33 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, sidecar)
+
+
+def sidecar_path(qsm_path) -> Path:
+    """The JSON sidecar beside a QSM NIfTI (``qsm.nii.gz`` → ``qsm.json``)."""
+    qsm_path = Path(qsm_path)
+    return qsm_path.with_name(qsm_path.name.split(".nii")[0] + ".json")
+
+
+def reconstruction_record(qsm_path) -> dict | None:
+    """How a QSM was reconstructed, read from its sidecar, for the study's audit log (None without a sidecar).
+
+    The CLI's ``study add-case`` and the Slicer panel's *Add case* both record this, so a case carries the
+    same provenance whichever front reconstructed it.
+    """
+    import json
+
+    try:
+        info = json.loads(sidecar_path(qsm_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or "Method" not in info:
+        return None
+    notes = list(info.get("Notes") or [])
+    mask = next((n for n in notes if n.startswith(("mask candidate", "user-supplied"))), info.get("MaskMethod"))
+    return {"method": info.get("Method"), "unwrap": info.get("Unwrapping"),
+            "background": (info.get("BackgroundRemoval") or {}).get("method"), "mask": mask, "notes": notes,
+            "software": info.get("Software")}
 
 
 def _background_record(params: ReconParams) -> dict:

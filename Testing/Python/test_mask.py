@@ -112,6 +112,13 @@ def test_cli_records_the_mask_and_writes_the_preview(tmp_path):
     with Image.open(tmp_path / "out" / "masks.png") as png:
         assert png.format == "PNG" and png.size[0] > 9 * 150
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["masks.png", "qsm.json", "qsm.nii.gz"]
+    # What a study records when this QSM is added, from the CLI or the Slicer panel alike.
+    from QSMReproducibilityLib.recon.pipeline import reconstruction_record
+
+    record = reconstruction_record(out)
+    assert (record["method"], record["background"]) == ("tkd", "V-SHARP")
+    assert record["mask"] == "mask candidate 4: BET, fractional intensity threshold f = 0.5"
+    assert reconstruction_record(tmp_path / "case" / "truth" / "chi.nii.gz") is None  # no sidecar: nothing claimed
 
     assert main(["reconstruct", str(case.anat_dir), "-o", str(tmp_path / "thr.nii.gz"), "--method", "tkd",
                  "--mask-method", "threshold", "--mask-index", "2"]) == 0

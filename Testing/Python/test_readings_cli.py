@@ -192,7 +192,9 @@ def test_site_study_through_every_command_with_real_reconstruction(tmp_path, cap
     audit = [dict(r) for r in db.execute("SELECT * FROM audit_log ORDER BY id")]
     db.close()
     added = next(e for e in audit if e["action"] == "case_added")
-    assert json.loads(added["details"])["reconstruction"]["method"] == "star"
+    recorded = json.loads(added["details"])["reconstruction"]
+    assert recorded["method"] == "star" and recorded["background"] == "V-SHARP"
+    assert "BET" in recorded["mask"] and "f = 0.5" in recorded["mask"]
     override = next(e for e in audit if e["action"] == "washout_overridden")
     assert (override["observer_id"], override["reading"], override["reason"]) == \
         ("O1", 2, "observer leaves the department")
