@@ -10,23 +10,16 @@ physical-point mapping and the known voxel values of the QSM.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer", reason="the slicer-core wheel (pip install slicer-core) provides MRML")
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("this 'slicer' package has no MRML classes", allow_module_level=True)
+from mrml_support import mrml, slicer  # skips this module where slicer-core is absent
 
 from QSMReproducibilityLib import segio  # noqa: E402
 from QSMReproducibilityLib.readings import Study  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "QSMReproducibility"))
-import QSMReproducibilityMRML as mrml  # noqa: E402
 
 SHAPE = (17, 13, 9)
 P = segio.TAG_PREFIX
