@@ -1803,3 +1803,24 @@ def write_head_case(out_dir, case_id: str, *, shape=STUDY_SHAPE, voxel_mm=STUDY_
     (truth / "phantom.json").write_text(json.dumps(info, indent=2))
     return HeadCase(case_id, anat, truth, chi_path, labels_path, mask_path, affine, tuple(te_s), b0_tesla,
                     tuple(t.to_json() for t in phantom.lesions))
+
+
+DEEP_GREY_NUCLEI = ("caudate", "putamen", "globus_pallidus", "thalamus", "red_nucleus", "substantia_nigra",
+                    "dentate")
+"""Region names of the deep grey nuclei, as QSM challenges score them."""
+
+
+def deep_grey_scores(phantom: HeadPhantom, chi_ppm: np.ndarray, mask: np.ndarray) -> dict:
+    """Deep grey matter of a reconstruction against the truth, both referenced to the posterior horns (ppm).
+
+    Returns the nuclear means (``reconstructed``, ``true``), the slope of reconstructed against true (the
+    "deep grey matter slope" of Marques et al., Magn Reson Med 2021;86:526) and the mean absolute error
+    relative to the mean true χ. Only voxels inside ``mask`` are read from ``chi_ppm``.
+    """
+    horns = phantom.regions["posterior_horns"]
+    rec_ref = chi_ppm[horns & mask].mean()
+    true_ref = phantom.chi_ppm[horns].mean()
+    rec = np.array([chi_ppm[phantom.regions[n] & mask].mean() - rec_ref for n in DEEP_GREY_NUCLEI])
+    true = np.array([phantom.chi_ppm[phantom.regions[n]].mean() - true_ref for n in DEEP_GREY_NUCLEI])
+    return {"reconstructed": rec, "true": true, "slope": float(np.polyfit(true, rec, 1)[0]),
+            "mean_error": float(np.abs(rec - true).mean() / true.mean())}

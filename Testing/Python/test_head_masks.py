@@ -14,7 +14,6 @@ from QSMReproducibilityLib import head_phantom as hp
 from QSMReproducibilityLib.io import GreSeries
 from QSMReproducibilityLib.recon import pipeline
 
-NUCLEI = ("caudate", "putamen", "globus_pallidus", "thalamus", "red_nucleus", "substantia_nigra", "dentate")
 OUTSIDE_THE_BRAIN = ("scalp_fat", "skin", "skull", "soft_tissue", "fat")
 
 
@@ -45,21 +44,10 @@ def _nrmse(phantom, result, region):
     return float(np.linalg.norm(rec - true) / np.linalg.norm(true))
 
 
-def _deep_grey(phantom, result):
-    """Reconstructed and true nuclear means (ppm), both referenced to the posterior horns as in the study."""
-    horns = phantom.regions["posterior_horns"]
-    rec_ref = result.chi_ppm[horns & result.mask].mean()
-    true_ref = phantom.chi_ppm[horns].mean()
-    rec = np.array([result.chi_ppm[phantom.regions[n] & result.mask].mean() - rec_ref for n in NUCLEI])
-    true = np.array([phantom.chi_ppm[phantom.regions[n]].mean() - true_ref for n in NUCLEI])
-    return rec, true
-
-
 def _deep_grey_errors(phantom, result):
     """Slope of reconstructed vs true nuclear means, and their mean absolute error relative to the mean true χ."""
-    rec, true = _deep_grey(phantom, result)
-    slope = float(np.polyfit(true, rec, 1)[0])
-    return slope, float(np.abs(rec - true).mean() / true.mean())
+    scores = hp.deep_grey_scores(phantom, result.chi_ppm, result.mask)
+    return scores["slope"], scores["mean_error"]
 
 
 def test_default_mask_covers_the_brain_and_leaves_out_the_scalp(head, with_default_mask):

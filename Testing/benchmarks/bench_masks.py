@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-NUCLEI = ("caudate", "putamen", "globus_pallidus", "thalamus", "red_nucleus", "substantia_nigra", "dentate")
-
 
 def _timed(fn, repeats=3):
     times = []
@@ -75,7 +73,6 @@ def main() -> int:
           f"({wall_preview / 90:.2f} x the 90 s target)")
 
     truth = phantom.brain_mask
-    horns = phantom.regions["posterior_horns"]
     with_truth = pipeline.reconstruct(gre, pipeline.ReconParams(), user_mask=truth)
     rows = [("true brain mask", with_truth)]
     rows.append(("default (BET f = 0.5)", pipeline.reconstruct(gre, pipeline.ReconParams(), mask_candidates=default)))
@@ -87,11 +84,8 @@ def main() -> int:
         rec = result.chi_ppm[region] - result.chi_ppm[region].mean()
         ref = phantom.chi_ppm[region] - phantom.chi_ppm[region].mean()
         nrmse = np.linalg.norm(rec - ref) / np.linalg.norm(ref)
-        rec_dgm = [result.chi_ppm[phantom.regions[n] & result.mask].mean() - result.chi_ppm[horns & result.mask].mean()
-                   for n in NUCLEI]
-        true_dgm = [phantom.chi_ppm[phantom.regions[n]].mean() - phantom.chi_ppm[horns].mean() for n in NUCLEI]
-        slope = np.polyfit(true_dgm, rec_dgm, 1)[0]
-        error = np.abs(np.subtract(rec_dgm, true_dgm)).mean() / np.mean(true_dgm)
+        scores = hp.deep_grey_scores(phantom, result.chi_ppm, result.mask)
+        slope, error = scores["slope"], scores["mean_error"]
         coverage = (result.brain_mask & truth).sum() / truth.sum()
         outside = (result.brain_mask & ~truth).sum() / truth.sum()
         print(f"{name:34s} coverage {coverage:.3f}, outside the brain {outside:.3f} of its volume, "

@@ -20,8 +20,6 @@ import time
 
 import numpy as np
 
-NUCLEI = ("caudate", "putamen", "globus_pallidus", "thalamus", "red_nucleus", "substantia_nigra", "dentate")
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,10 +65,8 @@ def main() -> int:
                 kept = ((truth.occupancy > 0) & kept_mask).sum() / (truth.occupancy > 0).sum()
                 cells.append(f"{truth.lesion.kind} at {truth.lesion.fraction:.2f}: {value:+.3f}/{truth.pv_chi_ppm:+.3f} "
                              f"ppm = {value / truth.pv_chi_ppm:.2f}x, kept {kept:.2f}")
-            rec = np.array([chi[phantom.regions[n] & kept_mask].mean() - reference for n in NUCLEI])
-            true = np.array([phantom.chi_ppm[phantom.regions[n]].mean() - phantom.chi_ppm[horns].mean() for n in NUCLEI])
-            slope = np.polyfit(true, rec, 1)[0]
-            error = np.abs(rec - true).mean() / true.mean()
+            scores = hp.deep_grey_scores(phantom, chi, kept_mask)
+            slope, error = scores["slope"], scores["mean_error"]
             print(f"  {background:7s} + STAR: " + "; ".join(cells))
             print(f"  {'':7s}   deep grey slope {slope:.2f}, mean |error| {100 * error:.1f} %; "
                   f"background + inversion {seconds:.1f} s ({seconds / baseline:.1f} x baseline)")
