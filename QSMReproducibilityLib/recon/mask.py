@@ -30,7 +30,6 @@ BET_DEFAULT_FRACTION = 0.5
 """FSL BET's default fractional intensity threshold: the candidate used when nobody picks one."""
 THRESHOLD_FRACTIONS = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50)
 """Nine threshold fractions of the 99th-percentile magnitude, from permissive to strict."""
-STUDY_FRACTIONS = THRESHOLD_FRACTIONS  # the name the threshold candidates had before BET
 
 
 @dataclass(frozen=True)
