@@ -59,7 +59,7 @@ INPUT_NIFTI = "Magnitude and phase NIfTI files"
 INPUT_SCENE = "Magnitude and phase volumes in the scene"
 RECON_METHODS = ["star", "tv", "iterative-tikhonov", "tikhonov", "tkd"]  # QSMReproducibilityLib.recon.pipeline.METHODS
 UNWRAP_METHODS = ["temporal", "laplacian"]  # QSMReproducibilityLib.recon.pipeline.UNWRAP_METHODS
-BACKGROUND_METHODS = ["vsharp", "pdf", "lbv"]  # QSMReproducibilityLib.recon.pipeline.BACKGROUND_METHODS
+BACKGROUND_METHODS = ["tfi", "vsharp", "pdf", "lbv"]  # QSMReproducibilityLib.recon.pipeline.BACKGROUND_METHODS
 MASK_METHODS = ["bet", "threshold"]  # QSMReproducibilityLib.recon.mask.MASK_METHODS
 PHASE_UNITS = ["auto", "radians", "siemens", "rescale"]  # QSMReproducibilityLib.io.PHASE_UNITS
 LESION_TYPES = ["hematoma", "calcification"]  # QSMReproducibilityLib.segio.LESION_TYPES
@@ -237,7 +237,7 @@ class QSMReproducibilityParameterNode:
     phaseUnits: Annotated[str, Choice(PHASE_UNITS)] = "auto"
     method: Annotated[str, Choice(RECON_METHODS)] = "star"
     unwrapMethod: Annotated[str, Choice(UNWRAP_METHODS)] = "temporal"
-    backgroundMethod: Annotated[str, Choice(BACKGROUND_METHODS)] = "vsharp"
+    backgroundMethod: Annotated[str, Choice(BACKGROUND_METHODS)] = "tfi"
     maskMethod: Annotated[str, Choice(MASK_METHODS)] = "bet"
     maskIndex: Annotated[int, WithinRange(0, 8)] = 4
     qsmOutputFile: pathlib.Path
@@ -969,7 +969,7 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
         return candidate_masks(gre.magnitude, gre.voxel_size_mm, method, progress=progress)
 
-    def reconstruct(self, gre, qsmOutputFile, *, method="star", unwrap="temporal", background="vsharp",
+    def reconstruct(self, gre, qsmOutputFile, *, method="star", unwrap="temporal", background="tfi",
                     maskMethod="bet", maskIndex=None, candidates=None, qsmNode=None, progress=None):
         """Reconstruct χ (ppm), write it as NIfTI on the GRE grid, and show it as a volume node."""
         from QSMReproducibilityLib.errors import InputError

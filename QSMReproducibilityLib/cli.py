@@ -50,7 +50,7 @@ def _cmd_demo(args) -> int:
 
     with ConsoleProgress("demo") as bar:
         outputs = run_demo(args.output, n_cases=args.cases, seed=args.seed, method=args.method,
-                           workers=args.workers, full_fov=args.full_fov, progress=bar)
+                           background=args.background, workers=args.workers, full_fov=args.full_fov, progress=bar)
     print(f"Report: {Path(outputs['report_html']).resolve()}")
     print(f"Features: {Path(outputs['features']).resolve()}")
     print(f"Study store: {Path(outputs['study']).resolve()}")
@@ -119,6 +119,8 @@ def add_phase_units_argument(parser) -> None:
 
 
 def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser:
+    from .recon import pipeline
+
     parser = ArgumentParser(
         prog="qsmrepro",
         description="QSM reconstruction, blinded repeat readings, radiomics and agreement for QSM reproducibility studies.",
@@ -131,7 +133,9 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
     demo.add_argument("-o", "--output", required=True, help="output folder (report.html, features.csv, agreement.xlsx, study/)")
     demo.add_argument("--cases", type=int, default=61, help="number of cases (default 61: 36 haematomas, 25 calcifications)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
+    demo.add_argument("--method", default="star", choices=pipeline.METHODS)
+    demo.add_argument("--background", default=pipeline.STUDY_CHAIN["background"], choices=pipeline.BACKGROUND_METHODS,
+                      help="background field removal (default: V-SHARP, the study's chain, which the demo reproduces)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     demo.add_argument("--full-fov", action="store_true",
                       help="simulate the study's whole 320x240x70 matrix instead of a slab around V4 (slower)")
@@ -148,11 +152,12 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
                      help="B0 direction in the voxel frame (default: from the sidecar's B0_dir, else the affine)")
     add_phase_units_argument(rec)
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
-    rec.add_argument("--method", default="star", choices=("star", "tv", "iterative-tikhonov", "tikhonov", "tkd"))
-    rec.add_argument("--unwrap", default="temporal", choices=("temporal", "laplacian"))
-    rec.add_argument("--background", default="vsharp", choices=("vsharp", "pdf", "lbv"),
-                     help="background field removal: V-SHARP (the study's), projection onto dipole fields, or "
-                          "Laplacian boundary value (loses one voxel at the mask's edge)")
+    rec.add_argument("--method", default="star", choices=pipeline.METHODS)
+    rec.add_argument("--unwrap", default="temporal", choices=pipeline.UNWRAP_METHODS)
+    rec.add_argument("--background", default=pipeline.BACKGROUND_METHODS[0], choices=pipeline.BACKGROUND_METHODS,
+                     help="background field removal: the background part of a preconditioned total-field fit "
+                          "(default; keeps lesions at the mask's edge), V-SHARP (the study's), projection onto "
+                          "dipole fields, or Laplacian boundary value (loses one voxel at the mask's edge)")
     rec.add_argument("--mask-method", default="bet", choices=("bet", "threshold"),
                      help="how the nine candidate brain masks are made: BET at fractional thresholds 0.1-0.9 "
                           "(default, as the study did), or magnitude thresholds (phantoms without scalp only)")

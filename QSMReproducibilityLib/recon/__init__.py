@@ -1,7 +1,7 @@
 """QSM reconstruction from multi-echo GRE, one module per step family.
 
-unwrap -> echoes (field fit) -> mask -> background (V-SHARP or PDF) -> inversion (dipole) -> reference (CSF).
-``solvers`` holds the conjugate-gradient solver that PDF and the iterative Tikhonov inversion share.
+unwrap -> echoes (field fit) -> mask -> background (total-field fit, V-SHARP, PDF or LBV) -> inversion (dipole) -> reference (CSF).
+``solvers`` holds the conjugate-gradient solver that the background fits and the iterative Tikhonov inversion share.
 ``pipeline`` chains them for a :class:`~QSMReproducibilityLib.io.GreSeries`.
 """
 

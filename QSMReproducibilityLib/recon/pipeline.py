@@ -2,8 +2,11 @@
 
 The study's chain (STI Suite) was Laplacian unwrapping → normalised phase → BET mask → V-SHARP →
 STAR-QSM → CSF referencing. Here the default unwrapping is exact (temporal, congruent) and the echo fit
-keeps the phase offset; the Laplacian path is available for comparison (``unwrap="laplacian"``), and PDF
-for V-SHARP (``background="pdf"``). CSF referencing happens per reading (each observer draws CSF), so
+keeps the phase offset; the Laplacian path is available for comparison (``unwrap="laplacian"``). The default
+background removal is the background part of a preconditioned total-field fit (``background="tfi"``),
+which keeps vertebral-artery wall lesions at the skull base, where the brain mask ends, with their own
+field; the study's V-SHARP (``background="vsharp"``) erodes and biases them, PDF and LBV are also
+available. CSF referencing happens per reading (each observer draws CSF), so
 :func:`reconstruct` returns un-referenced χ.
 
 Memory: :func:`estimate_field` needs the GRE data, :func:`invert_field` does not; the echoes are unwrapped
@@ -32,7 +35,10 @@ log = logging.getLogger(__name__)
 
 METHODS = ("star", "tv", "iterative-tikhonov", "tikhonov", "tkd")
 UNWRAP_METHODS = ("temporal", "laplacian")
-BACKGROUND_METHODS = ("vsharp", "pdf", "lbv")
+BACKGROUND_METHODS = ("tfi", "vsharp", "pdf", "lbv")
+"""Background removals, the default first."""
+STUDY_CHAIN = {"background": "vsharp", "method": "star"}
+"""The study's own chain (STI Suite: V-SHARP, then STAR-QSM), for reproducing the paper."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class ReconParams:
 
     method: str = "star"
     unwrap: str = "temporal"
-    background: str = "vsharp"
+    background: str = "tfi"
     mask_method: str = "bet"
     mask_index: int | None = None
     vsharp_radii_mm: tuple[float, ...] = VSHARP_RADII_MM
@@ -193,11 +199,14 @@ def invert_field(
     *,
     progress: ProgressCallback | None = None,
 ) -> ReconResult:
-    """Background removal (V-SHARP or PDF) and dipole inversion: total field → χ (ppm) on the full grid."""
+    """Background removal and dipole inversion: total field → χ (ppm) on the full grid."""
     vox, b0_dir, box, shape = fieldmap.voxel_size_mm, fieldmap.b0_dir, fieldmap.box, fieldmap.shape
     seconds = dict(fieldmap.seconds)
     t = time.perf_counter()
-    if params.background == "pdf":
+    if params.background == "tfi":
+        local = background.tfi(fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, b0_dir,
+                               progress=sub_progress(progress, 0.0, 0.2))
+    elif params.background == "pdf":
         local = background.pdf(fieldmap.total_field_ppm, fieldmap.brain_mask[box], vox, b0_dir,
                                progress=sub_progress(progress, 0.0, 0.2))
     elif params.background == "lbv":
@@ -267,6 +276,7 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         "MaskThresholdFraction": fraction if result.params.mask_method == "threshold" else None,
         "MaskCandidateFractions": None if user_mask else list(result.mask_fractions),
         "BackgroundRemoval": _background_record(result.params),
+        "DipoleInversion": INVERSIONS[result.params.method],
         **acquisition, "Notes": list(result.notes),
         "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "Software": f"QSMReproducibilityLib {__version__}",
@@ -306,8 +316,48 @@ def reconstruction_record(qsm_path) -> dict | None:
             "software": info.get("Software")}
 
 
+INVERSIONS = {
+    "star": {"method": "STAR-QSM (two-level: sparse strong sources, then TV)", "reference": "Wei et al. 2015, NMR Biomed 28:1294"},
+    "tv": {"method": "TV-regularised inversion (ADMM)", "reference": "Bilgic et al. 2014, Magn Reson Med 72:1444"},
+    "iterative-tikhonov": {"method": "iterative Tikhonov (gradient-weighted, CG)", "reference": "Kressler et al. 2010, IEEE Trans Med Imaging 29:273"},
+    "tikhonov": {"method": "closed-form Tikhonov", "reference": "Bilgic et al. 2014, Magn Reson Med 72:1444"},
+    "tkd": {"method": "thresholded k-space division", "reference": "Shmueli et al. 2009, Magn Reson Med 62:1510"},
+}
+"""The dipole inversions as a study's Methods section states them (sidecar ``DipoleInversion``)."""
+
+
+def methods_settings(qsm_paths) -> dict[str, str]:
+    """The reconstruction as a report's Settings state it, read from the QSMs' sidecars.
+
+    Returns ``{"Brain mask": ..., "Background removal": ..., "Dipole inversion": ...}``; where cases differ,
+    each value lists the variants with their numbers of cases. Cases without a sidecar are counted as such.
+    """
+    import json
+    from collections import Counter
+
+    rows: dict[str, Counter] = {"Brain mask": Counter(), "Background removal": Counter(), "Dipole inversion": Counter()}
+    for path in qsm_paths:
+        try:
+            info = json.loads(sidecar_path(path).read_text())
+        except (OSError, ValueError):
+            for counter in rows.values():
+                counter["not recorded (no sidecar)"] += 1
+            continue
+        fraction = info.get("MaskFractionalThreshold")
+        rows["Brain mask"][f"{info.get('MaskMethod')}" + (f", f = {fraction:g}" if fraction is not None else "")] += 1
+        for key, name in (("Background removal", "BackgroundRemoval"), ("Dipole inversion", "DipoleInversion")):
+            entry = info.get(name) or {"method": info.get("Method", "not recorded")}
+            rows[key][f"{entry.get('method')}" + (f" ({entry['reference']})" if entry.get("reference") else "")] += 1
+    return {key: "; ".join(text if len(counter) == 1 else f"{text}: {n} cases" for text, n in counter.most_common())
+            for key, counter in rows.items() if counter}
+
+
 def _background_record(params: ReconParams) -> dict:
     """The background removal as a study's Methods section states it."""
+    if params.background == "tfi":
+        return {"method": "total-field fit, background part (preconditioned as in TFI)",
+                "reference": "Liu et al. 2017, Magn Reson Med 78:303", "preconditioner": background.TFI_PRECONDITIONER,
+                "iterations": background.TFI_ITERATIONS, "pad_mm": background.TFI_PAD_MM}
     if params.background == "pdf":
         return {"method": "PDF", "reference": "Liu et al. 2011, NMR Biomed 24:1129", "pad_mm": background.PDF_PAD_MM}
     if params.background == "lbv":
@@ -338,7 +388,7 @@ def reconstruct_path(
     b0_tesla: float | None = None,
     b0_dir=None,
     method: str = "star",
-    background_method: str = "vsharp",
+    background_method: str = BACKGROUND_METHODS[0],
     params: ReconParams | None = None,
     user_mask_path=None,
     mask_preview_out=None,

@@ -11,19 +11,9 @@ import numpy as np
 import pytest
 
 from QSMReproducibilityLib import head_phantom as hp
-from QSMReproducibilityLib.io import GreSeries
 from QSMReproducibilityLib.recon import pipeline
 
 OUTSIDE_THE_BRAIN = ("scalp_fat", "skin", "skull", "soft_tissue", "fat")
-
-
-@pytest.fixture(scope="module")
-def head():
-    phantom = hp.make_head()
-    magnitude, phase, _ = hp.simulate_head(phantom, seed=7)
-    gre = GreSeries(np.ascontiguousarray(magnitude), np.ascontiguousarray(phase), np.asarray(hp.STUDY_TE_S), 3.0,
-                    phantom.affine, source="head phantom")
-    return phantom, gre
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +23,8 @@ def with_true_mask(head):
 
 
 @pytest.fixture(scope="module")
-def with_default_mask(head):
-    return pipeline.reconstruct(head[1], pipeline.ReconParams())
+def with_default_mask(head_default):
+    return head_default
 
 
 def _nrmse(phantom, result, region):
