@@ -1,6 +1,6 @@
 """``qsmrepro``: the command-line front of QSMReproducibilityLib.
 
-Sub-commands: ``demo``, ``reconstruct``, ``extract``, ``agreement``, ``study``. Every expected problem is
+Sub-commands: ``demo``, ``reconstruct``, ``extract``, ``agreement``, ``study``, ``station``. Every expected problem is
 reported as one line ``qsmrepro: error: ...`` with exit code 2; nothing is written on failure.
 """
 
@@ -84,6 +84,13 @@ def _cmd_extract(args) -> int:
     out = write_feature_table(table, args.output)
     print(f"{table['feature'].nunique()} features x {len(table.groupby(['lesion_id', 'observer', 'reading']))} ROIs -> {out.resolve()}")
     return 0
+
+
+def _cmd_station(args) -> int:
+    from .station.server import serve
+
+    return serve(args.study, args.observer, host=args.host, port=args.port,
+                 announce=lambda line: print(line, flush=True))
 
 
 def _keep_freed_memory() -> None:
@@ -179,6 +186,18 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
 
         add_agreement_cli(sub)
         add_study_cli(sub)
+
+    station = sub.add_parser(
+        "station", help="serve one observer's blinded readings in a browser (needs the 'station' extra)",
+        description="Serve observer O's reading station on a study: a page with O's case list where O draws "
+                    "lesion and CSF with Slicer's Segment Editor effects. Prints the link with its secret token "
+                    "once; nothing opens without it. One station (one process, one port) per observer.")
+    station.add_argument("study", metavar="STUDY_DIR", help="study folder (qsmrepro study init)")
+    station.add_argument("--observer", required=True, metavar="O", help="the registered observer this station serves")
+    station.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1: this machine only; see the README for a server)")
+    station.add_argument("--port", type=int, default=0, metavar="P", help="port (default: a free one, printed)")
+    station.set_defaults(handler=_cmd_station)
     return parser
 
 
