@@ -52,6 +52,7 @@ from trame_slicer.segmentation import (
 )
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from undo_stack import UndoStack
+from vtkmodules.vtkCommonCore import vtkObject
 
 from ..errors import QSMReproError
 
@@ -120,6 +121,9 @@ class ReadingStation(TrameApp):
 
         self.server.enable_module(trame_slicer_module)
         self.slicer = SlicerApp()
+        if not logging.getLogger().isEnabledFor(logging.INFO):
+            # VTK's deprecation notes on every view resize would bury the printed link (qsmrepro -v shows them).
+            vtkObject.GlobalWarningDisplayOff()
         self.scene = self.slicer.scene
         self.editor = self.slicer.segmentation_editor
         mrml.register_segmentation_converters()
@@ -137,6 +141,7 @@ class ReadingStation(TrameApp):
         self._effect_logic = [logic(self.server, self.slicer) for logic in (
             PaintEffectLogic, EraseEffectLogic, DrawEffectLogic, ThresholdEffectLogic, IslandsEffectLogic)]
 
+        self._brush = TypedState(self.state, PaintEffectState)
         self._init_state()
         self._build_ui()
         self.layout_manager.set_layout(LAYOUT_ID)
@@ -252,9 +257,10 @@ class ReadingStation(TrameApp):
         self._refresh_cases()
 
     def _set_brush(self) -> None:
-        paint = self.editor.get_effect(SegmentationEffectPaint)
-        paint.set_brush_diameter(BRUSH_MM["value"], BrushDiameterMode.Absolute)
-        self.editor.get_effect(SegmentationEffectErase).set_brush_diameter(BRUSH_MM["value"], BrushDiameterMode.Absolute)
+        """The brush of Paint and Erase in mm, at the diameter the page shows."""
+        diameter_mm = self._brush.data.brush_diameter_slider.value
+        for effect in (SegmentationEffectPaint, SegmentationEffectErase):
+            self.editor.get_effect(effect).set_brush_diameter(diameter_mm, BrushDiameterMode.Absolute)
 
     @_shown
     def set_effect(self, key: str) -> None:
@@ -279,8 +285,9 @@ class ReadingStation(TrameApp):
     def finish(self) -> None:
         if self.reading is None:
             return
-        self.editor.deactivate_effect()
-        record = mrml.finish_reading(self.scene, self.study, self.reading)  # refused: the reading stays open
+        # Refused: the reading stays open as it was, tool and all. (A threshold preview is not part of the
+        # segmentation until applied, as in Slicer.)
+        record = mrml.finish_reading(self.scene, self.study, self.reading)
         self._clear_reading(remove_nodes=False)
         self.state.notice = (f"Reading {record.reading} of case {record.case_id} is saved in the study. "
                              "Start the next case when you are ready.")
@@ -318,7 +325,8 @@ class ReadingStation(TrameApp):
         with SinglePageWithDrawerLayout(self.server, full_height=True) as layout:
             self.ui = layout
             layout.title.set_text(f"QSM reading station: observer {self.observer}")
-            layout.drawer.width = 380
+            layout.drawer.width = 430
+            layout.footer.hide()
             with layout.toolbar:
                 v3.VSpacer()
                 html.Div("{{ reading_title }}", id="reading-title", classes="text-subtitle-1 mr-4",
@@ -347,7 +355,7 @@ class ReadingStation(TrameApp):
                         prepend_icon="mdi-play", click=self.start_next)
             with v3.VTable(density="compact", id="case-list"):
                 with html.Thead(), html.Tr():
-                    for title in ("Case", "Type", "Done", "Status", ""):
+                    for title in ("Case", "Lesion", "Done", "Status", ""):
                         html.Th(title)
                 with html.Tbody():
                     with html.Tr(v_for="row in cases", key="row.case_id", id=("`case-${row.case_id}`",)):
@@ -385,6 +393,9 @@ class ReadingStation(TrameApp):
                                 color=(f"active_effect === '{key}' ? 'primary' : undefined",),
                                 click=(self.set_effect, f"['{key}']"))
                 with html.Div(classes="mt-3"):
+                    html.Div(f"Brush diameter {{{{ {self._brush.name.brush_diameter_slider.value} }}}} mm",
+                             v_if=("active_effect === 'paint' || active_effect === 'erase'",),
+                             id="brush-diameter", classes="text-caption")
                     PaintEffectUI(v_if=("active_effect === 'paint' || active_effect === 'erase'",))
                     DrawEffectUI(v_if=("active_effect === 'draw'",))
                     threshold_ui = ThresholdEffectUI(v_if=("active_effect === 'threshold'",))
@@ -415,10 +426,9 @@ class ReadingStation(TrameApp):
             elif isinstance(logic, IslandsEffectLogic):
                 logic.set_effect_ui(islands_ui)
         # Brush diameter in mm, not a fraction of the view.
-        brush = TypedState(self.state, PaintEffectState)
-        brush.data.brush_diameter_mode = BrushDiameterMode.Absolute
+        self._brush.data.brush_diameter_mode = BrushDiameterMode.Absolute
         for key, value in BRUSH_MM.items():
-            setattr(brush.data.brush_diameter_slider, key, value)
+            setattr(self._brush.data.brush_diameter_slider, key, value)
 
 
 def _slice_view_gutter(server, view_id: str, view) -> None:
