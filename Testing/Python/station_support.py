@@ -13,6 +13,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless chromium as root; Playwright adds --headless itself and gets a fresh --user-data-dir below.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+MESA_EGL = "/usr/share/glvnd/egl_vendor.d/50_mesa.json"  # Debian's libegl-mesa0
 URL_PATTERN = re.compile(r"(http://\S+/index\.html\?token=(\S+))")
 VOXEL_MM = (0.72, 0.72, 2.0)  # the study's QSM voxels (230 x 172 mm over 320 x 240, 2 mm slices)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def missing_station_packages() -> str | None:
@@ -44,7 +52,9 @@ def missing_station_packages() -> str | None:
 
 
 def missing_browser() -> str | None:
-    """Why Playwright cannot drive Debian's chromium here (None: it can)."""
+    """Why Playwright cannot drive Debian's chromium here, or the station cannot render (None: both can)."""
+    if not os.path.exists(MESA_EGL):
+        return "Mesa's EGL (Debian libegl-mesa0) is not installed: the station cannot render its views"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -88,11 +98,14 @@ def make_study(root: Path, *, cases: int = 2, shape=(64, 64, 8), observers=("O1"
 class Station:
     """``qsmrepro station`` in a child process; ``url`` and ``token`` once it has printed its link."""
 
-    def __init__(self, study_dir, observer: str, *, startup_s: float = 120.0, extra_env=None):
+    def __init__(self, study_dir, observer: str, *, host: str | None = None, port: int | None = None,
+                 startup_s: float = 120.0, extra_env=None):
         env = dict(os.environ, **(extra_env or {}))
         env.pop("DISPLAY", None)
+        where = [*(["--host", host] if host else []), *(["--port", str(port)] if port is not None else [])]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "QSMReproducibilityLib.cli", "station", str(study_dir), "--observer", observer],
+            [sys.executable, "-m", "QSMReproducibilityLib.cli", "station", str(study_dir), "--observer", observer,
+             *where],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
         self.lines: list[str] = []
         found: queue.Queue = queue.Queue()
@@ -180,8 +193,9 @@ def choose(page, selector: str) -> None:
     page.wait_for_selector(f"{selector}.v-btn--variant-flat, {selector}.v-list-item--active", timeout=15000)
 
 
-def stroke(page, view_index: int, start_fraction, end_fraction, steps: int = 12) -> None:
-    """Drag the mouse across a slice view (fractions of its width and height), button held."""
+def stroke(page, view_index: int, start_fraction, end_fraction, steps: int = 12) -> float:
+    """Drag the mouse across a slice view (fractions of its width and height), button held; returns the
+    ``time.perf_counter()`` at which the button was released."""
     box = page.locator(".image-display-area").nth(view_index).bounding_box()
     x0, y0 = box["x"] + start_fraction[0] * box["width"], box["y"] + start_fraction[1] * box["height"]
     x1, y1 = box["x"] + end_fraction[0] * box["width"], box["y"] + end_fraction[1] * box["height"]
@@ -193,4 +207,6 @@ def stroke(page, view_index: int, start_fraction, end_fraction, steps: int = 12)
     for step in range(1, steps + 1):
         page.mouse.move(x0 + (x1 - x0) * step / steps, y0 + (y1 - y0) * step / steps)
         time.sleep(0.03)  # the view's events are throttled; give each move its own event
+    released = time.perf_counter()
     page.mouse.up()
+    return released

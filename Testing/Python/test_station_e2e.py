@@ -169,8 +169,9 @@ def test_a_second_observers_station_never_offers_the_first_observers_reading(sta
         if not study.readings():
             pytest.skip("needs the reading of the test before it")
         first = study.readings()[0]
-    with support.Station(study_dir, "O2") as station_o2:
-        assert station_o2.token != station_o1.token
+    port = support.free_port()
+    with support.Station(study_dir, "O2", host="127.0.0.1", port=port) as station_o2:
+        assert station_o2.base == f"http://127.0.0.1:{port}" and station_o2.token != station_o1.token
         status, _ = _get(station_o2.base + "/index.html?token=" + station_o1.token)   # O1's link opens no other station
         assert status == 403
         page = _open(chromium, station_o2)
