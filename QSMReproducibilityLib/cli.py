@@ -207,10 +207,13 @@ def _one_line(text) -> str:
 
 
 def main(argv=None) -> int:
-    _keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
     # `reconstruct` needs neither pandas nor the statistics: skip importing them (about 0.8 s).
     first = next((a for a in argv if not a.startswith("-")), None)
+    if first != "station":
+        # Not for the reading station, a long-running server: there, memory kept after each reading's
+        # volume is freed would add up over a day of readings.
+        _keep_freed_memory()
     parser = build_parser(with_study_commands=first != "reconstruct")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")

@@ -21,7 +21,6 @@ from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 from trame_slicer import module as trame_slicer_module
-from trame_slicer.app.logic import get_view_trame_id
 from trame_slicer.app.logic.segmentation import (
     DrawEffectLogic,
     EraseEffectLogic,
@@ -440,4 +439,4 @@ def _slice_view_gutter(server, view_id: str, view) -> None:
                theme="dark", dense=True)
 
 
-__all__ = ["ReadingStation", "get_view_trame_id"]
+__all__ = ["ReadingStation"]
