@@ -26,6 +26,7 @@ endif
 # main environment tests the MRML code on the newest slicer-core: it gets its own environment, built from the
 # `station` and `station-test` extras, where `make test` runs its tests (end to end in Debian's chromium).
 # `make station` starts a station on the demo study for observer $(STATION_OBSERVER) (STATION_ARGS: e.g. --port 8081).
+COMMA            := ,
 STATION_VENV     := .venv-station
 STATION_PY       := $(STATION_VENV)/bin/python
 STATION_PIP      := $(STATION_PY) -m pip --disable-pip-version-check
@@ -77,13 +78,18 @@ slicer-suite: $(SLICER_VENV)/.installed
 venv: $(STAMP)
 
 # PyRadiomics 3.0.1 has no wheel for Python >= 3.10 and its build needs numpy at build time:
-# numpy, setuptools and wheel first, then PyRadiomics without build isolation, then the package.
+# numpy, setuptools and wheel first, then PyRadiomics without build isolation, then the package with
+# the extras $(2), into the environment whose pip is $(1).
+define install-package
+	$(1) install --quiet --upgrade pip
+	$(1) install --quiet "numpy>=2.0" setuptools wheel
+	$(1) install --quiet --no-build-isolation pyradiomics==3.0.1
+	$(1) install --quiet --no-build-isolation -e ".[$(2)]"
+endef
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "numpy>=2.0" setuptools wheel
-	$(PIP) install --quiet --no-build-isolation pyradiomics==3.0.1
-	$(PIP) install --quiet --no-build-isolation -e ".[test]"
+	$(call install-package,$(PIP),test)
 	touch $@
 
 # Headless Chromium for the report test: Debian's package where apt-get can install it, else the
@@ -116,14 +122,11 @@ $(SLICER_VENV)/.installed: pyproject.toml $(SLICER_REQS) $(SLICER_PINS)
 	$(SPIP) install --quiet --no-deps -e .
 	touch $@
 
-# As the main environment (PyRadiomics first, without build isolation), then the station's exact pins.
+# As the main environment, with the station's exact pins instead of the test tools.
 $(STATION_VENV)/.installed: pyproject.toml
 	rm -rf $(STATION_VENV)
 	$(PYTHON) -m venv $(STATION_VENV)
-	$(STATION_PIP) install --quiet --upgrade pip
-	$(STATION_PIP) install --quiet "numpy>=2.0" setuptools wheel
-	$(STATION_PIP) install --quiet --no-build-isolation pyradiomics==3.0.1
-	$(STATION_PIP) install --quiet --no-build-isolation -e ".[station,station-test]"
+	$(call install-package,$(STATION_PIP),station$(COMMA)station-test)
 	touch $@
 
 clean:
