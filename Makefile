@@ -22,15 +22,45 @@ ifndef PYTHON312
 PYTHON312 = $(eval PYTHON312 := $(shell for p in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -rV); do "$$p" -c "import sys; sys.exit(sys.version_info[:2] != (3, 12))" >/dev/null 2>&1 && { command -v "$$p"; break; }; done))$(PYTHON312)
 endif
 
-.PHONY: demo test test-slicer slicer-suite venv browser pyradiomics-data clean
+# The browser reading station (`qsmrepro station`) needs trame-slicer, which needs slicer-core 5.11.0 while the
+# main environment tests the MRML code on the newest slicer-core: it gets its own environment, built from the
+# `station` and `station-test` extras, where `make test` runs its tests (end to end in Debian's chromium).
+# `make station` starts a station on the demo study for observer $(STATION_OBSERVER) (STATION_ARGS: e.g. --port 8081).
+COMMA            := ,
+STATION_VENV     := .venv-station
+STATION_PY       := $(STATION_VENV)/bin/python
+STATION_PIP      := $(STATION_PY) -m pip --disable-pip-version-check
+STATION_OBSERVER ?= O3
+STATION_ARGS     ?=
+STATION_TESTS    := Testing/Python/test_station_e2e.py Testing/Python/test_station_cli.py \
+                    Testing/Python/test_reading_core_mrml.py
+
+.PHONY: demo test test-slicer slicer-suite test-station station station-system venv browser pyradiomics-data clean
 
 demo: $(STAMP)
 	$(VENV)/bin/qsmrepro demo -o demo-output
 	@echo "Report: $(CURDIR)/demo-output/report.html"
 
-# The Slicer suites run even when the main one fails; `make test` fails if any does.
+# The Slicer and station suites run even when the main one fails; `make test` fails if any does.
 test: $(STAMP) browser pyradiomics-data
-	$(PY) -m pytest; status=$$?; $(MAKE) --no-print-directory test-slicer && exit $$status
+	$(PY) -m pytest; status=$$?; \
+	$(MAKE) --no-print-directory test-slicer || status=1; \
+	$(MAKE) --no-print-directory test-station || status=1; \
+	exit $$status
+
+test-station: $(STATION_VENV)/.installed station-system
+	@echo "The reading station's tests, with slicer-core 5.11 and trame-slicer ($(STATION_VENV)):"
+	$(STATION_PY) -m pytest $(STATION_TESTS)
+
+# One observer's reading station on the demo study (made by `qsmrepro demo` if absent), on this machine only.
+station: $(STATION_VENV)/.installed station-system
+	test -f demo-output/study/study.sqlite || $(STATION_VENV)/bin/qsmrepro demo -o demo-output
+	$(STATION_VENV)/bin/qsmrepro study add-observer demo-output/study $(STATION_OBSERVER)
+	$(STATION_VENV)/bin/qsmrepro station demo-output/study --observer $(STATION_OBSERVER) $(STATION_ARGS)
+
+# Mesa's EGL and software OpenGL (offscreen rendering without a display) and chromium, from Debian.
+station-system:
+	@bash Testing/install_station_libraries.sh
 
 test-slicer:
 	@if [ -z "$(PYTHON312)" ]; then \
@@ -48,13 +78,18 @@ slicer-suite: $(SLICER_VENV)/.installed
 venv: $(STAMP)
 
 # PyRadiomics 3.0.1 has no wheel for Python >= 3.10 and its build needs numpy at build time:
-# numpy, setuptools and wheel first, then PyRadiomics without build isolation, then the package.
+# numpy, setuptools and wheel first, then PyRadiomics without build isolation, then the package with
+# the extras $(2), into the environment whose pip is $(1).
+define install-package
+	$(1) install --quiet --upgrade pip
+	$(1) install --quiet "numpy>=2.0" setuptools wheel
+	$(1) install --quiet --no-build-isolation pyradiomics==3.0.1
+	$(1) install --quiet --no-build-isolation -e ".[$(2)]"
+endef
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "numpy>=2.0" setuptools wheel
-	$(PIP) install --quiet --no-build-isolation pyradiomics==3.0.1
-	$(PIP) install --quiet --no-build-isolation -e ".[test]"
+	$(call install-package,$(PIP),test)
 	touch $@
 
 # Headless Chromium for the report test: Debian's package where apt-get can install it, else the
@@ -87,5 +122,12 @@ $(SLICER_VENV)/.installed: pyproject.toml $(SLICER_REQS) $(SLICER_PINS)
 	$(SPIP) install --quiet --no-deps -e .
 	touch $@
 
+# As the main environment, with the station's exact pins instead of the test tools.
+$(STATION_VENV)/.installed: pyproject.toml
+	rm -rf $(STATION_VENV)
+	$(PYTHON) -m venv $(STATION_VENV)
+	$(call install-package,$(STATION_PIP),station$(COMMA)station-test)
+	touch $@
+
 clean:
-	rm -rf $(VENV) .venv-slicer-* demo-output
+	rm -rf $(VENV) .venv-slicer-* $(STATION_VENV) demo-output

@@ -50,8 +50,6 @@ LIBRARY_PARENT_DIR = _addLibraryToPath()
 SETTINGS_OBSERVER = "QSMReproducibility/ObserverID"
 SETTINGS_STUDY = "QSMReproducibility/LastStudyFolder"
 READING_LAYOUT_ID = 5301  # an ID no Slicer layout uses
-QSM_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
-QSM_WINDOW_PPM = 0.6  # ±0.3 ppm around 0 covers the study's lesions (0.277 ± 0.092 and −0.208 ± 0.078 ppm)
 SAMPLE_CASE_ID = "QSMPhantom01"
 
 INPUT_FOLDER = "BIDS anat or DICOM folder"
@@ -829,20 +827,9 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         return mrml.volume_node_from_array(slicer.mrmlScene, data, affine, name=name, attributes=attributes)
 
     def showQsm(self, qsmNode, segmentationNode=None) -> None:
-        """QSM with a diverging colour map centred on 0 ppm in the reading layout; the segmentation outlined."""
-        displayNode = qsmNode.GetDisplayNode()
-        if displayNode is not None:
-            if slicer.mrmlScene.GetNodeByID(QSM_COLOR_NODE_ID) is not None:
-                displayNode.SetAndObserveColorNodeID(QSM_COLOR_NODE_ID)
-            displayNode.AutoWindowLevelOff()
-            displayNode.SetWindowLevel(QSM_WINDOW_PPM, 0.0)
-            displayNode.SetInterpolate(False)
-        if segmentationNode is not None and segmentationNode.GetDisplayNode() is not None:
-            segmentationDisplay = segmentationNode.GetDisplayNode()
-            segmentationDisplay.SetVisibility2DOutline(True)
-            segmentationDisplay.SetVisibility2DFill(True)
-            segmentationDisplay.SetOpacity2DFill(0.15)
-            segmentationDisplay.SetSliceIntersectionThickness(2)
+        """QSM with a diverging colour map centred on 0 ppm in the reading layout; the segmentation outlined
+        (``QSMReproducibilityMRML.show_reading``, as the browser reading station shows it)."""
+        mrml.show_reading(qsmNode, segmentationNode)
         if slicer.app.layoutManager() is not None:
             registerReadingLayout()
             slicer.app.layoutManager().setLayout(READING_LAYOUT_ID)

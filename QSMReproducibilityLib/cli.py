@@ -1,6 +1,6 @@
 """``qsmrepro``: the command-line front of QSMReproducibilityLib.
 
-Sub-commands: ``demo``, ``reconstruct``, ``extract``, ``agreement``, ``study``. Every expected problem is
+Sub-commands: ``demo``, ``reconstruct``, ``extract``, ``agreement``, ``study``, ``station``. Every expected problem is
 reported as one line ``qsmrepro: error: ...`` with exit code 2; nothing is written on failure.
 """
 
@@ -84,6 +84,13 @@ def _cmd_extract(args) -> int:
     out = write_feature_table(table, args.output)
     print(f"{table['feature'].nunique()} features x {len(table.groupby(['lesion_id', 'observer', 'reading']))} ROIs -> {out.resolve()}")
     return 0
+
+
+def _cmd_station(args) -> int:
+    from .station.server import serve
+
+    return serve(args.study, args.observer, host=args.host, port=args.port,
+                 announce=lambda line: print(line, flush=True))
 
 
 def _keep_freed_memory() -> None:
@@ -184,6 +191,18 @@ def build_parser(*, with_study_commands: bool = True) -> argparse.ArgumentParser
 
         add_agreement_cli(sub)
         add_study_cli(sub)
+
+    station = sub.add_parser(
+        "station", help="serve one observer's blinded readings in a browser (needs the 'station' extra)",
+        description="Serve observer O's reading station on a study: a page with O's case list where O draws "
+                    "lesion and CSF with Slicer's Segment Editor effects. Prints the link with its secret token "
+                    "once; nothing opens without it. One station (one process, one port) per observer.")
+    station.add_argument("study", metavar="STUDY_DIR", help="study folder (qsmrepro study init)")
+    station.add_argument("--observer", required=True, metavar="O", help="the registered observer this station serves")
+    station.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1: this machine only; see the README for a server)")
+    station.add_argument("--port", type=int, default=0, metavar="P", help="port (default: a free one, printed)")
+    station.set_defaults(handler=_cmd_station)
     return parser
 
 
@@ -193,10 +212,13 @@ def _one_line(text) -> str:
 
 
 def main(argv=None) -> int:
-    _keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
     # `reconstruct` needs neither pandas nor the statistics: skip importing them (about 0.8 s).
     first = next((a for a in argv if not a.startswith("-")), None)
+    if first != "station":
+        # Not for the reading station, a long-running server: there, memory kept after each reading's
+        # volume is freed would add up over a day of readings.
+        _keep_freed_memory()
     parser = build_parser(with_study_commands=first != "reconstruct")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")

@@ -6,6 +6,14 @@ the ``slicer-core`` wheel (real MRML, no Qt) in plain pytest. The science lives 
 ``QSMReproducibilityLib``; this package only moves data between it and the scene.
 """
 
+from .display import (
+    QSM_WINDOW_PPM,
+    configure_segment_editor_node,
+    diverging_blue_red,
+    qsm_color_node,
+    segment_voxel_counts,
+    show_reading,
+)
 from .nodes import (
     NODE_CLASS_VOLUME,
     READING_TAG_KEYS,
@@ -41,6 +49,12 @@ from .reading import (
 )
 
 __all__ = [
+    "QSM_WINDOW_PPM",
+    "configure_segment_editor_node",
+    "diverging_blue_red",
+    "qsm_color_node",
+    "segment_voxel_counts",
+    "show_reading",
     "NODE_CLASS_VOLUME",
     "OpenReading",
     "SEGMENT_EDITOR_SINGLETON",

@@ -25,9 +25,9 @@ from .nodes import (
     reading_segmentation_node,
     remove_reading_nodes,
     save_segmentation_node,
-    segment_masks,
     volume_node_from_array,
 )
+from .display import configure_segment_editor_node, segment_voxel_counts
 
 SEGMENT_EDITOR_SINGLETON = "QSMReproducibilitySegmentEditor"
 
@@ -112,9 +112,11 @@ def start_reading(scene, study, observer: str, case_id: str | None = None, *,
 def finish_reading(scene, study, reading: OpenReading):
     """Record the drawn reading through the study store, then remove its nodes from the scene.
 
-    Empty lesion segments (a lesion on one side only) are left out of the file when another lesion
-    segment is drawn; everything else is judged by the store (``Study.finish_reading``). If the store
-    refuses, the reading stays in the scene as it was and the store's ``ReadingError`` propagates.
+    A drawing without a lesion or without the CSF reference is refused first, in the reader's words
+    (``Study.check_drawing``). Empty lesion segments (a lesion on one side only) are left out of the
+    file when another lesion segment is drawn; everything else is judged by the store
+    (``Study.finish_reading``). If the store refuses, the reading stays in the scene as it was and the
+    store's ``ReadingError`` propagates.
 
     Returns
     -------
@@ -123,9 +125,10 @@ def finish_reading(scene, study, reading: OpenReading):
     """
     session = reading.session
     source = reading.segmentation_node
-    masks = segment_masks(source, reading.qsm_node)
-    lesions = [segment_id for segment_id in masks if segment_id.startswith("lesion_")]
-    drawn_lesions = [segment_id for segment_id in lesions if masks[segment_id].any()]
+    voxels = segment_voxel_counts(source)
+    study.check_drawing(session, voxels)  # the reader is told what is missing before anything is saved
+    lesions = [segment_id for segment_id in voxels if segment_id.startswith("lesion_")]
+    drawn_lesions = [segment_id for segment_id in lesions if voxels[segment_id] > 0]
     leave_out = [segment_id for segment_id in lesions if segment_id not in drawn_lesions] if drawn_lesions else []
     work_dir = tempfile.mkdtemp(prefix="qsmrepro_reading_")
     nodes_before = _node_ids(scene)
@@ -164,6 +167,5 @@ def segment_editor_node(scene, singleton_tag: str = SEGMENT_EDITOR_SINGLETON):
         node = slicer.vtkMRMLSegmentEditorNode()
         node.SetSingletonTag(singleton_tag)
         node = scene.AddNode(node)
-    if node.GetOverwriteMode() != slicer.vtkMRMLSegmentEditorNode.OverwriteNone:
-        node.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteNone)
+    configure_segment_editor_node(node)
     return node

@@ -975,6 +975,29 @@ class Study:
                                        amend_reason=reason.strip())
             return self._session(row)
 
+    @staticmethod
+    def check_drawing(session: ReadingSession, voxel_counts) -> None:
+        """Refuse, in words a reader acts on, a drawing that cannot be recorded as a reading yet.
+
+        A reading needs one or more drawn lesion segments (``lesion_right``/``lesion_left``) and a drawn
+        ``csf`` reference, as :meth:`finish_reading` checks for the file; the reading fronts call this on
+        the segment voxel counts (segment ID -> voxels) before they save, so the reader is told what to
+        draw rather than which file was refused.
+
+        Raises
+        ------
+        ReadingError
+        """
+        missing = []
+        if not any(voxel_counts.get(f"lesion_{side}", 0) > 0 for side in segio.SIDES):
+            missing.append("no lesion is drawn: paint it in segment lesion_right or lesion_left")
+        if voxel_counts.get("csf", 0) <= 0:
+            missing.append("the CSF reference is empty: draw it in segment csf, in the posterior horns of the "
+                           "lateral ventricles")
+        if missing:
+            raise ReadingError(f"case {session.case_id}, reading {session.reading} cannot be finished yet: "
+                               + "; ".join(missing))
+
     def finish_reading(self, session_uid: str, segmentation_file, *, now=None, labels=None,
                        resample: bool = False) -> ReadingRecord:
         """Validate a reading's segmentation, store it and close the session.

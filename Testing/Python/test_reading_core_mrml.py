@@ -198,3 +198,51 @@ def test_the_segment_editor_node_keeps_overwrite_none_after_the_scene_is_cleared
     again = mrml.segment_editor_node(scene)
     assert again.GetID() == kept.GetID()
     assert again.GetOverwriteMode() == none
+
+
+def test_voxel_counts_read_from_the_segments_are_the_drawn_voxels(scene, study):
+    reading = mrml.start_reading(scene, study, "O1", "VA-001")
+    assert mrml.segment_voxel_counts(reading.segmentation_node) == {"lesion_right": 0, "lesion_left": 0, "csf": 0}
+    lesion, csf = _lesion(), _csf()
+    mrml.set_segment_masks(reading.segmentation_node, {"lesion_left": lesion, "csf": csf}, reading.qsm_node)
+    # Counted by numpy on the masks drawn here: 6*2*2 + 2*4*2 = 40 and 3*3*2 = 18 voxels.
+    assert (int(lesion.sum()), int(csf.sum())) == (40, 18)
+    assert mrml.segment_voxel_counts(reading.segmentation_node) == {"lesion_right": 0, "lesion_left": 40, "csf": 18}
+    mrml.close_reading(scene, reading)
+
+
+def test_a_drawing_without_lesion_or_csf_is_refused_in_the_readers_words_before_anything_is_saved(scene, study):
+    reading = mrml.start_reading(scene, study, "O1", "VA-001")
+    with pytest.raises(ReadingError, match=r"no lesion is drawn.*CSF reference is empty"):
+        mrml.finish_reading(scene, study, reading)
+    mrml.set_segment_masks(reading.segmentation_node, {"csf": _csf()}, reading.qsm_node)
+    with pytest.raises(ReadingError) as refused:
+        mrml.finish_reading(scene, study, reading)
+    message = str(refused.value)
+    assert "no lesion is drawn" in message and "CSF" not in message and ".seg.nrrd" not in message
+    assert not Path(reading.session.segmentation_path).exists()
+    assert [s.session_uid for s in study.open_sessions("O1")] == [reading.session.session_uid]
+    mrml.close_reading(scene, reading)
+
+
+def test_the_qsm_is_shown_on_a_diverging_map_centred_on_zero_ppm(scene, study):
+    reading = mrml.start_reading(scene, study, "O1", "VA-001")
+    mrml.show_reading(reading.qsm_node, reading.segmentation_node)
+    display = reading.qsm_node.GetDisplayNode()
+    assert (display.GetWindow(), display.GetLevel()) == (pytest.approx(mrml.QSM_WINDOW_PPM), 0.0)
+    assert not display.GetAutoWindowLevel() and not display.GetInterpolate()
+    color_node = scene.GetNodeByID(display.GetColorNodeID())
+    assert color_node is mrml.qsm_color_node(scene)            # built once, then reused
+    table = color_node.GetLookupTable()
+    n = table.GetNumberOfTableValues()
+    # Level 0 sits in the middle of the table: white; the window's ends are pure blue and pure red.
+    np.testing.assert_allclose(table.GetTableValue(0)[:3], (0, 0, 1))
+    np.testing.assert_allclose(table.GetTableValue(n - 1)[:3], (1, 0, 0))
+    np.testing.assert_allclose(table.GetTableValue(n // 2)[:3], (1, 1, 1), atol=1 / (n - 1))
+    # Equal distances from 0 ppm are equally saturated on both sides.
+    for k in (1, 40, 100):
+        blue, red = np.array(table.GetTableValue(k)[:3]), np.array(table.GetTableValue(n - 1 - k)[:3])
+        np.testing.assert_allclose(blue[::-1], red, atol=1e-9)
+    segmentation_display = reading.segmentation_node.GetDisplayNode()
+    assert segmentation_display.GetVisibility2DOutline() and segmentation_display.GetOpacity2DFill() == 0.15
+    mrml.close_reading(scene, reading)

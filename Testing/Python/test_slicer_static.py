@@ -243,7 +243,10 @@ def test_requirements_leave_out_what_slicer_or_slicerradiomics_provide():
 
 # Distributions 3D Slicer bundles (numpy, scipy, SimpleITK: its SuperBuild) or SlicerRadiomics brings.
 SLICER_PROVIDED = {"numpy", "scipy", "simpleitk", "pyradiomics"}
-IMPORT_TO_DISTRIBUTION = {"nrrd": "pynrrd", "radiomics": "pyradiomics", "yaml": "pyyaml"}
+IMPORT_TO_DISTRIBUTION = {"nrrd": "pynrrd", "radiomics": "pyradiomics", "yaml": "pyyaml",
+                          # the reading station's (QSMReproducibilityLib/station)
+                          "slicer": "slicer-core", "trame_slicer": "trame-slicer", "trame_server": "trame-server",
+                          "vtkmodules": "vtk", "undo_stack": "py-undo-stack"}
 
 
 def _requirements(lines) -> dict:
@@ -259,6 +262,28 @@ def _floor(requirement) -> str:
     return floors[0]
 
 
+def _third_party_imports(paths) -> set:
+    imported = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    return {IMPORT_TO_DISTRIBUTION.get(name, name).lower() for name in imported
+            if name not in sys.stdlib_module_names
+            and name not in ("__future__", "QSMReproducibilityLib", "QSMReproducibilityMRML")}
+
+
+def test_the_station_imports_only_what_its_extra_pins_exactly():
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    station = _requirements(extras["station"])
+    assert all(str(r.specifier).startswith("==") for r in station.values())        # exact pins
+    imported = _third_party_imports((REPO / "QSMReproducibilityLib" / "station").rglob("*.py"))
+    assert imported <= set(station), imported - set(station)
+
+
 def test_requirements_are_what_the_library_imports_at_the_floors_pyproject_states_and_slicer_510_is_tested_on():
     tomllib = pytest.importorskip("tomllib")
     module_requirements = _requirements(
@@ -268,15 +293,10 @@ def test_requirements_are_what_the_library_imports_at_the_floors_pyproject_state
     pins = {name: str(next(iter(r.specifier)).version) for name, r in _requirements(
         (REPO / "Testing" / "slicer-5.10-constraints.txt").read_text(encoding="utf-8").splitlines()).items()}
 
-    imported = set()
-    for path in (REPO / "QSMReproducibilityLib").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-    third_party = {IMPORT_TO_DISTRIBUTION.get(name, name).lower() for name in imported
-                   if name not in sys.stdlib_module_names and name not in ("__future__", "QSMReproducibilityLib")}
+    # The browser reading station (QSMReproducibilityLib/station) is a front of its own with its own extra;
+    # Slicer never loads it.
+    third_party = _third_party_imports(path for path in (REPO / "QSMReproducibilityLib").rglob("*.py")
+                                       if "station" not in path.relative_to(REPO).parts)
 
     # Inside Slicer pip installs exactly what the library imports beyond what Slicer and SlicerRadiomics bring.
     assert set(module_requirements) == third_party - SLICER_PROVIDED
