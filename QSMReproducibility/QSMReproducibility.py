@@ -1124,8 +1124,8 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         lines += [f"{label}: {error}" for label, error in summary.failed.items()]
         if summary.report:
             lines.append(f"Report: {summary.report['report_html']}")
-        elif summary.report_error:
-            lines.append(f"Report not written: {summary.report_error}")
+        elif summary.report_error or summary.report_skipped:
+            lines.append(f"Report not written: {summary.report_error or summary.report_skipped}")
         return "\n".join(lines)
 
     def writeReport(self, exportFolder, *, iccForm="A,1", threshold=0.85, progress=None):

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import Cancelled, InputError, QSMReproError, ReadingError
+from ..errors import AgreementError, Cancelled, InputError, QSMReproError, ReadingError
 from ..progress import ProgressCallback, report
 from .tasks import (KEY_CHARS, FeatureTask, ReconTask, TaskResult, features_key, file_sha256, recon_key,
                     recon_output, run_features, run_recon)
@@ -61,7 +61,9 @@ class ProcessSummary:
 
     ``reconstructed``: cases whose QSM this run made and registered; ``reused``: cases whose QSM an earlier,
     interrupted run had made (registered now, not recomputed); ``failed``: task label → error message;
-    ``features_computed`` / ``features_cached``: readings whose features this run computed / found cached.
+    ``features_computed`` / ``features_cached``: readings whose features this run computed / found cached;
+    ``report_error``: why the report could not be written; ``report_skipped``: why the agreement statistics
+    cannot be computed yet (too few readings: the feature table is written, the report is not).
     """
 
     study: Path
@@ -75,6 +77,7 @@ class ProcessSummary:
     features_path: Path | None = None
     report: dict | None = None
     report_error: str | None = None
+    report_skipped: str | None = None
     seconds: float = 0.0
     peak_task_rss_mb: float = 0.0
 
@@ -222,7 +225,8 @@ class _Dask:
             self.description = f"Dask cluster at {scheduler}"
         else:
             n = workers or os.cpu_count() or 1
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            # ":0": the scheduler's HTTP endpoints on a free port (the default 8787 may be another cluster's).
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                          silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
             self.description = f"Dask LocalCluster ({n} worker process{'es' if n != 1 else ''})"
@@ -553,6 +557,8 @@ def _table_and_report(study, summary: ProcessSummary, readings, feature_files: d
         summary.report = write_report(table, out, settings=settings,
                                       progress=tracker.span(TASKS_SHARE, 1.0),
                                       source=str(summary.features_path))
+    except AgreementError as exc:  # too few readings yet for the statistics: a study in progress, not a failure
+        summary.report_skipped = " ".join(str(exc).split())
     except QSMReproError as exc:
         if isinstance(exc, Cancelled):
             raise

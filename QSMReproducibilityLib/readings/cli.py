@@ -42,9 +42,9 @@ def add_cli(subparsers) -> None:
 
     p = _command(sub, "add-case", _cmd_add_case, "add a case from a QSM map, or reconstruct it from GRE data",
                  usage="%(prog)s [-h] DIR --case-id ID --lesion-type {" + ",".join(LESION_TYPES) + "} "
-                       "(INPUT | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] [--te SECONDS...] "
+                       "(INPUT [--later] | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] [--te SECONDS...] "
                        "[--b0 TESLA] [--phase-units {" + ",".join(PHASE_UNITS) + "}] [--diagnosis TEXT] "
-                       "[--gre-reference TEXT] [--patient-name NAME] [--later]")
+                       "[--gre-reference TEXT] [--patient-name NAME]")
     p.add_argument("--case-id", required=True, metavar="ID")
     p.add_argument("--lesion-type", required=True, choices=LESION_TYPES)
     # INPUT or --qsm, checked in _cmd_add_case: argparse cannot parse a positional of a mutually exclusive
@@ -344,6 +344,9 @@ def _cmd_process(args) -> int:
         print(f"Report: {summary.report['report_html']}")
     elif summary.report_error:
         print(f"qsmrepro: error: report not written: {summary.report_error}", file=sys.stderr)
+    elif summary.report_skipped:
+        print(f"Features: {summary.features_path}")
+        print(f"No report yet: {summary.report_skipped}")
     elif not summary.readings:
         print("No finished readings yet: no feature table or report.")
     if summary.failed:

@@ -3,9 +3,12 @@
 ``qsmrepro study add-case DIR ... INPUT --later`` copies the GRE into the study and records how it is to
 be reconstructed; the case joins the reading lists once ``study process`` has made its QSM. Layout::
 
-    cases/<case_id>/gre/magnitude.nii.gz   magnitude, 4-D (i, j, k, echo), float32, the input's affine
-    cases/<case_id>/gre/phase.nii.gz       phase in radians, wrapped, 4-D, float32
+    cases/<case_id>/gre/magnitude.nii      magnitude, 4-D (i, j, k, echo), float32, the input's affine
+    cases/<case_id>/gre/phase.nii          phase in radians, wrapped, 4-D, float32
     cases/<case_id>/gre/mask.nii.gz        a brain mask given with the case (optional)
+
+The GRE is stored uncompressed: noisy float32 data shrink by little more than a tenth under gzip, and
+compressing 300 MB per case at the study's matrix costs seconds of CPU when it is added and when it is read.
 
 and one row of the table ``case_inputs`` per case: the SHA-256 of each of those files, the acquisition
 (echo times in s, B0 in T, B0 direction, the phase units and scaling of the original files) and the
@@ -71,28 +74,40 @@ class PendingCase:
 
     @property
     def magnitude_path(self) -> Path:
-        return self.gre_folder / "magnitude.nii.gz"
+        return self.gre_folder / "magnitude.nii"
 
     @property
     def phase_path(self) -> Path:
-        return self.gre_folder / "phase.nii.gz"
+        return self.gre_folder / "phase.nii"
 
     @property
     def mask_path(self) -> Path | None:
         return self.gre_folder / "mask.nii.gz" if "mask.nii.gz" in self.gre_files else None
 
 
-def _write_nifti_gz(path: Path, data: np.ndarray, affine: np.ndarray) -> str:
-    """Write a NIfTI atomically (the study's temporary-file naming, so debris is swept); returns its SHA-256."""
+def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> str:
+    """Write a NIfTI atomically (the study's temporary-file naming, so debris is swept); returns its SHA-256.
+
+    ``.nii.gz`` is compressed (:func:`~QSMReproducibilityLib.io.write_gzip`), ``.nii`` is not.
+    """
+    import hashlib
+
     import nibabel as nib
 
     from ..io import write_gzip
-    from .store import _sha256
 
     image = nib.Nifti1Image(np.asarray(data), np.asarray(affine, float))
     image.header.set_xyzt_units("mm", "sec")
+    payload = image.to_bytes()
     with segio.atomic_output(path) as tmp, open(tmp, "wb") as handle:
-        write_gzip(handle, image.to_bytes())
+        if path.name.endswith(".gz"):
+            write_gzip(handle, payload)
+        else:
+            handle.write(payload)
+    if not path.name.endswith(".gz"):
+        return hashlib.sha256(payload).hexdigest()
+    from .store import _sha256
+
     return _sha256(path)
 
 
@@ -176,10 +191,10 @@ class CaseInputs:
         reference = "; ".join(_one_line(t) for t in (gre_reference, fingerprints) if t and t.strip()) or None
 
         folder = self.root / "cases" / case_id / "gre"
-        files = {"magnitude.nii.gz": _write_nifti_gz(folder / "magnitude.nii.gz", gre.magnitude, gre.affine),
-                 "phase.nii.gz": _write_nifti_gz(folder / "phase.nii.gz", gre.phase_rad, gre.affine)}
+        files = {"magnitude.nii": _write_nifti(folder / "magnitude.nii", gre.magnitude, gre.affine),
+                 "phase.nii": _write_nifti(folder / "phase.nii", gre.phase_rad, gre.affine)}
         if mask is not None:
-            files["mask.nii.gz"] = _write_nifti_gz(folder / "mask.nii.gz", (mask > 0.5).astype(np.uint8), gre.affine)
+            files["mask.nii.gz"] = _write_nifti(folder / "mask.nii.gz", (mask > 0.5).astype(np.uint8), gre.affine)
         del gre
         now = _iso(_utc(None))
         params_json = json.dumps(_params_dict(params), sort_keys=True)
