@@ -128,6 +128,7 @@ class _Progress:
         self._started_at = self._now()
         self._written = 0.0
         self.eta_s: float | None = None
+        self.fraction = 0.0
 
     def task_done(self, result: TaskResult) -> None:
         if result.kind == "reconstruction":
@@ -163,10 +164,15 @@ class _Progress:
 
     def show(self, fraction: float, message: str, state: str = "running", *, force: bool = False) -> None:
         now = time.perf_counter()
+        self.fraction = fraction
         if force or state != "running" or now - self._written >= _SNAPSHOT_INTERVAL_S:
             self._written = now
             self._write(fraction, message, state)
         report(self._callback, fraction, message)
+
+    def record(self, message: str, state: str) -> None:
+        """Write the final state of a run that stopped (failed, cancelled) without calling the callback again."""
+        self._write(self.fraction, message, state)
 
     def _write(self, fraction: float, message: str, state: str) -> None:
         from ..segio import atomic_output
@@ -499,9 +505,10 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
         raise
     finally:
         summary.seconds = time.perf_counter() - started
-        message = _final_message(summary) if state == "done" else f"processing {state}"
-        with contextlib.suppress(QSMReproError):
-            tracker.show(1.0 if state == "done" else 0.0, message, state=state)
+        if state == "done":
+            tracker.show(1.0, _final_message(summary), state=state)
+        else:  # the caller knows already; other fronts learn it from the snapshot
+            tracker.record(f"processing {state} ({tracker.tasks_message()})", state)
     return summary
 
 

@@ -3,7 +3,7 @@ scheduler and workers started as separate processes (`dask scheduler`, `dask wor
 worker killed mid-task loses and duplicates no case; reruns skip what is done; a failing case is reported and
 does not stop the others.
 
-The cohort: six phantom cases (slab matrix, 7 echoes) registered with their GRE only, and two simulated
+The cohort: six phantom cases (96x96x24 slabs, 7 echoes) registered with their GRE only, and two simulated
 observers' readings of each, imported once the cases have their QSM. The serial run in this process is the
 reference every distributed run is compared with, file for file and value for value; the reconstruction
 itself is checked against the phantom's true lesion χ (an independent forward simulation).
@@ -57,7 +57,7 @@ def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort")
     cases = []
     for number, (case_id, lesion_type) in enumerate(CASES):
-        case = simulate_case(case_id, lesion_type, seed=100 + number, out_dir=root / case_id)
+        case = simulate_case(case_id, lesion_type, seed=100 + number, out_dir=root / case_id, shape=(96, 96, 24))
         labels, affine = load_volume(case.labels_path)
         labels = labels.astype(np.int16)
         rng = np.random.default_rng(number)
@@ -357,6 +357,29 @@ def test_a_failing_case_is_reported_and_the_others_go_on(cohort, tmp_path, capsy
     assert audit(study_dir, "processing_failed") == ["C002"]
     assert main(["study", "status", str(study_dir)]) == 0
     assert "case C002: the last reconstruction failed" in capsys.readouterr().out
+
+
+def test_progress_counts_down_to_done_and_a_cancel_keeps_what_finished(cohort, tmp_path):
+    from QSMReproducibilityLib.errors import Cancelled
+
+    study_dir = fresh_study(cohort, tmp_path / "study", "pair")
+    seen = []
+
+    def stop_after_the_first_case(fraction, message):
+        seen.append((fraction, message))
+        return "recon 1/2" not in message
+
+    with pytest.raises(Cancelled):
+        process_study(study_dir, workers=0, progress=stop_after_the_first_case)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1
+    # After one of two equal tasks the time left is the time the first took (elapsed x remaining / done).
+    assert seen[-1][1].startswith("recon 1/2 · ETA ") and seen[-1][1] != "recon 1/2 · ETA ?"
+    assert read_progress(study_dir)["state"] == "cancelled"
+    with Study.open(study_dir) as study:
+        assert len(study.cases()) == 1 and len(study.pending_cases()) == 1  # the finished case is kept
+    rest = process_study(study_dir, workers=0)
+    assert len(rest.reconstructed) == 1 and read_progress(study_dir)["state"] == "done"
 
 
 def test_a_second_owner_is_refused_while_one_processes(cohort, tmp_path, capsys):
