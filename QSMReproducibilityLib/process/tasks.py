@@ -20,9 +20,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import resource
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,11 +42,10 @@ def _sha256_text(payload: dict) -> str:
 
 
 def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file, as the study store records its files'."""
+    from ..readings.store import _sha256
+
+    return _sha256(Path(path))
 
 
 def recon_key(pending) -> str:
@@ -128,8 +127,13 @@ class TaskResult:
 
 
 def _peak_rss_mb() -> float:
-    scale = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20 if os.name != "nt" else 0.0
+    """Peak resident memory of this process so far, in MiB (0 where the platform does not say: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 def _one_line(exc: BaseException) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import pickle
 import shutil
 import socket
@@ -141,7 +140,7 @@ def main() -> int:
         n = 1 if r is serial else args.workers
         print(f"{r['executor']:<46} {r['recon_s']:>10.1f} s {r['features_s']:>14.1f} s {base / total:>8.2f}x "
               f"{base / (n * total):>10.2f}")
-    print(f"reconstruction alone, efficiency: " + ", ".join(
+    print("reconstruction alone, efficiency: " + ", ".join(
         f"{r['name']} {serial['recon_s'] / (args.workers * r['recon_s']):.2f}" for r in results[1:]))
     print(f"per case, serial: {serial['recon_s'] / args.cases:.1f} s reconstruction, "
           f"{serial['features_s'] / serial['readings']:.2f} s features per reading (report included)")
