@@ -470,28 +470,30 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
                 segmentation_path=str(reading.segmentation_path), params_path=str(params), key=key,
                 out_path=str(out)))
 
+    # Connected (or the cluster started) before anything is written: an unreachable scheduler changes nothing.
+    executor = None
+    if recon_jobs or feature_jobs:
+        executor = _Serial() if workers == 0 else _Dask(study.root, workers=workers, scheduler=scheduler,
+                                                        client=client)
     tracker = _Progress(progress, processing / PROGRESS_FILE, len(recon_jobs), len(feature_jobs))
     state = "failed"
     try:
         tracker.show(0.0, f"{len(recon_jobs)} case(s) to reconstruct, features of {len(feature_jobs)} reading(s) "
                           f"to compute ({len(summary.reused)} + {summary.features_cached} done before)", force=True)
         # ---- run
-        if recon_jobs or feature_jobs:
-            executor = _Serial() if workers == 0 else _Dask(study.root, workers=workers, scheduler=scheduler,
-                                                            client=client)
+        if executor is not None:
             summary.executor = executor.description
-            try:
-                per_host = executor.workers_per_host() if isinstance(executor, _Dask) else None
-                # Reconstructions first (higher priority): they are the long tasks.
-                jobs = [(run_recon, dataclasses.replace(t, workers_per_host=per_host),
-                         f"qsmrepro-recon-{t.case_id}-{t.key[:KEY_CHARS]}", 1) for t in recon_jobs]
-                jobs += [(run_features, t, f"qsmrepro-features-{t.case_id}-{t.observer}-r{t.reading}-"
-                          f"{t.key[:KEY_CHARS]}", 0) for t in feature_jobs]
-                for task, result in executor.run(jobs):
-                    _record(study, summary, task, result, pending_by_case, reconstruction_record)
-                    tracker.task_done(result)
-            finally:
-                executor.close()
+            per_host = executor.workers_per_host() if isinstance(executor, _Dask) else None
+            # Reconstructions first (higher priority): they are the long tasks.
+            jobs = [(run_recon, dataclasses.replace(t, workers_per_host=per_host),
+                     f"qsmrepro-recon-{t.case_id}-{t.key[:KEY_CHARS]}", 1) for t in recon_jobs]
+            jobs += [(run_features, t, f"qsmrepro-features-{t.case_id}-{t.observer}-r{t.reading}-"
+                      f"{t.key[:KEY_CHARS]}", 0) for t in feature_jobs]
+            for task, result in executor.run(jobs):
+                _record(study, summary, task, result, pending_by_case, reconstruction_record)
+                tracker.task_done(result)
+            executor.close()
+            executor = None
         else:
             summary.executor = "nothing to compute"
 
@@ -504,6 +506,8 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
         state = "cancelled" if isinstance(exc, Cancelled) else "failed"
         raise
     finally:
+        if executor is not None:
+            executor.close()
         summary.seconds = time.perf_counter() - started
         if state == "done":
             tracker.show(1.0, _final_message(summary), state=state)

@@ -403,6 +403,9 @@ def test_an_unreachable_scheduler_is_one_error_line(cohort, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("qsmrepro: error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
     assert err.count("\n") == 1
+    assert not (study_dir / "processing" / "progress.json").exists()
+    with Study.open(study_dir) as study:
+        assert len(study.pending_cases()) == 2 and audit(study_dir, "processing_failed") == []
 
 
 @needs_radiomics
