@@ -79,6 +79,7 @@ class ProcessSummary:
     report_error: str | None = None
     report_skipped: str | None = None
     seconds: float = 0.0
+    owner_seconds: float = 0.0  # spent recording results in the study (the part that does not scale out)
     peak_task_rss_mb: float = 0.0
 
     @property
@@ -490,7 +491,9 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
             jobs += [(run_features, t, f"qsmrepro-features-{t.case_id}-{t.observer}-r{t.reading}-"
                       f"{t.key[:KEY_CHARS]}", 0) for t in feature_jobs]
             for task, result in executor.run(jobs):
+                t = time.perf_counter()
                 _record(study, summary, task, result, pending_by_case, reconstruction_record)
+                summary.owner_seconds += time.perf_counter() - t
                 tracker.task_done(result)
             executor.close()
             executor = None
