@@ -346,12 +346,22 @@ def _ownership(folder: Path):
         handle.close()
 
 
+STALE_REMOTE_TEMP_S = 24 * 3600
+
+
 def _sweep(processing: Path) -> None:
-    """Remove the hidden temporary files and folders of killed processes of this machine."""
-    from ..segio import is_stale_temp_file
+    """Remove the hidden temporary files and folders of killed tasks: those of processes of this machine that
+    no longer run, and those of other machines older than a day (no task writes for that long)."""
+    from ..segio import _host_tag, is_stale_temp_file, temp_file_owner
 
     for path in processing.glob("*/.*.tmp"):
-        if is_stale_temp_file(path):
+        owner = temp_file_owner(path)
+        try:
+            old = owner is not None and owner[0] != _host_tag() and \
+                time.time() - path.stat().st_mtime > STALE_REMOTE_TEMP_S
+        except OSError:
+            continue
+        if old or is_stale_temp_file(path):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -497,6 +507,7 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
                 tracker.task_done(result)
             executor.close()
             executor = None
+            _sweep(processing)  # what workers killed during this run left
         else:
             summary.executor = "nothing to compute"
 
