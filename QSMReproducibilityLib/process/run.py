@@ -441,8 +441,13 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
         out = processing / pending.case_id / f"recon-{key[:KEY_CHARS]}"
         pending_by_case[pending.case_id] = (pending, key, out)
         if recon_output(out) is not None:  # made by an earlier run that stopped before registering it
-            _register(study, pending.case_id, out, key, reconstruction_record)
-            summary.reused.append(pending.case_id)
+            try:
+                _register(study, pending.case_id, out, key, reconstruction_record)
+                summary.reused.append(pending.case_id)
+            except QSMReproError as exc:
+                error = " ".join(str(exc).split())
+                summary.failed[f"case {pending.case_id}"] = error
+                study.record_case_failure(pending.case_id, "reconstruction", error)
             continue
         acquisition = pending.acquisition
         phase_record = {k: acquisition[k] for k in ("PhaseUnits", "PhaseScaling") if k in acquisition}

@@ -184,7 +184,7 @@ def test_local_cluster_of_two_worker_processes_gives_the_serial_results(serial, 
     from dask.distributed import Client, LocalCluster
 
     study_dir = fresh_study(cohort, tmp_path / "study")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         pids = set(client.run(os.getpid).values())
         assert len(pids) == 2 and os.getpid() not in pids  # two real worker processes

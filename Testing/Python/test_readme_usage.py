@@ -185,7 +185,7 @@ class Inputs:
         if self._cluster is None:
             from dask.distributed import LocalCluster
 
-            self._cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+            self._cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
         return self._cluster.scheduler_address
 
     def close(self) -> None:
