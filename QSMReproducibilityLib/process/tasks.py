@@ -249,7 +249,7 @@ def _extractor(params_path):
 
 
 def run_features(task: FeatureTask) -> TaskResult:
-    """The features of one reading (:func:`~QSMReproducibilityLib.radiomics.features_for_reading`) into its keyed file."""
+    """One reading's features (:func:`~QSMReproducibilityLib.radiomics.features_for_reading`) into its keyed file."""
     from ..radiomics import FEATURE_COLUMNS, features_for_reading
     from ..segio import atomic_output
 

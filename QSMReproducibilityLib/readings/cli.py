@@ -42,7 +42,8 @@ def add_cli(subparsers) -> None:
 
     p = _command(sub, "add-case", _cmd_add_case, "add a case from a QSM map, or reconstruct it from GRE data",
                  usage="%(prog)s [-h] DIR --case-id ID --lesion-type {" + ",".join(LESION_TYPES) + "} "
-                       "(INPUT [--later] | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] [--te SECONDS...] "
+                       "(INPUT [--later] | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] "
+                       "[--te SECONDS...] "
                        "[--b0 TESLA] [--phase-units {" + ",".join(PHASE_UNITS) + "}] [--diagnosis TEXT] "
                        "[--gre-reference TEXT] [--patient-name NAME]")
     p.add_argument("--case-id", required=True, metavar="ID")

@@ -395,6 +395,35 @@ def test_a_second_owner_is_refused_while_one_processes(cohort, tmp_path, capsys)
         assert len(study.pending_cases()) == 2  # nothing was done
 
 
+def test_add_case_later_checks_the_gre_now_and_refuses_what_it_cannot_reconstruct(cohort, tmp_path, capsys):
+    from QSMReproducibilityLib.cli import main
+
+    study_dir = fresh_study(cohort, tmp_path / "study", "pair")
+    anat = cohort["cases"][0]["anat"]
+    before = sorted(p.relative_to(study_dir) for p in study_dir.rglob("*"))
+    refusals = [
+        (["--qsm", str(anat / "x.nii.gz"), "--later"], "--later applies to INPUT"),
+        ([str(anat), "--later", "--case-id", "H001"], "case H001 is already in the study"),
+        ([str(anat), "--later", "--te", "0.005", "0.010"], "echo"),
+        ([str(tmp_path / "missing"), "--later"], "missing"),
+    ]
+    for extra, words in refusals:
+        argv = ["study", "add-case", str(study_dir), "--case-id", "H009", "--lesion-type", "hematoma", *extra]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("qsmrepro: error: ") and err.count("\n") == 1, (argv, err)
+        assert words in err, (argv, err)
+    assert sorted(p.relative_to(study_dir) for p in study_dir.rglob("*")) == before  # nothing written
+    assert main(["study", "add-case", str(study_dir), "--case-id", "H009", "--lesion-type", "hematoma", str(anat),
+                 "--later", "--method", "tkd"]) == 0
+    assert "'qsmrepro study process' reconstructs it" in capsys.readouterr().out
+    with Study.open(study_dir) as study:
+        pending = study.case_input("H009")
+        assert pending.recon_params["method"] == "tkd" and not pending.reconstructed
+        assert pending.acquisition["EchoTime"] == pytest.approx([0.00492 + 0.00246 * e for e in range(7)])
+        assert study.verify() == []
+
+
 def test_an_unreachable_scheduler_is_one_error_line(cohort, tmp_path, capsys):
     from QSMReproducibilityLib.cli import main
 
