@@ -81,6 +81,7 @@ class ProcessSummary:
     seconds: float = 0.0
     owner_seconds: float = 0.0  # spent recording results in the study (the part that does not scale out)
     peak_task_rss_mb: float = 0.0
+    task_processes: set = dataclasses.field(default_factory=set)  # (host, pid) of the processes that ran tasks
 
     @property
     def ok(self) -> bool:
@@ -546,6 +547,8 @@ def _register(study, case_id: str, out: Path, key: str, reconstruction_record) -
 
 def _record(study, summary: ProcessSummary, task, result: TaskResult, pending_by_case, reconstruction_record) -> None:
     summary.peak_task_rss_mb = max(summary.peak_task_rss_mb, result.peak_rss_mb)
+    if result.pid:
+        summary.task_processes.add((result.host, result.pid))
     if result.kind == "reconstruction":
         if result.ok:
             try:

@@ -142,6 +142,7 @@ def test_serial_run_reconstructs_every_case_then_extracts_every_reading(serial, 
     first, second = serial["first"], serial["second"]
     assert sorted(first.reconstructed) == sorted(c for c, _ in CASES) and not first.failed
     assert first.readings == 0 and first.report is None
+    assert first.task_processes == {(socket.gethostname(), os.getpid())}  # no Dask: every task in this process
     # The rerun reconstructs nothing (every case has its QSM) and computes the 24 readings' features.
     assert second.reconstructed == [] and second.reused == []
     assert (second.readings, second.features_computed, second.features_cached) == (24, 24, 0)
@@ -191,7 +192,8 @@ def test_local_cluster_of_two_worker_processes_gives_the_serial_results(serial, 
         first = process_study(study_dir, client=client)
         import_readings(study_dir, cohort)
         second = process_study(study_dir, client=client)
-    assert "LocalCluster" in first.executor or "Dask" in first.executor
+    assert first.executor.startswith("Dask cluster at tcp://127.0.0.1:")
+    assert {pid for _, pid in first.task_processes | second.task_processes} == pids  # both workers worked
     assert sorted(first.reconstructed) == sorted(serial["first"].reconstructed) and not first.failed
     assert second.features_computed == 24 and second.ok
     assert qsm_bytes(study_dir) == qsm_bytes(serial["dir"])
@@ -204,6 +206,7 @@ def test_local_cluster_reconstructs_byte_for_byte_as_this_process(pair_serial, c
     summary = process_study(study_dir, workers=2)
     assert summary.executor == "Dask LocalCluster (2 worker processes)"
     assert sorted(summary.reconstructed) == ["C002", "H001"] and summary.ok
+    assert len(summary.task_processes) == 2 and os.getpid() not in {pid for _, pid in summary.task_processes}
     assert qsm_bytes(study_dir) == qsm_bytes(pair_serial)
     with Study.open(study_dir) as study:
         assert study.verify() == []
