@@ -220,6 +220,7 @@ class QSMReproducibilityParameterNode:
     qsmVolume - the QSM shown and added to the study.
     caseId, lesionType - identity of the case added to the study.
     exportFolder, radiomicsParams, iccForm, stabilityThreshold, featureTable - export settings.
+    daskScheduler - address of a Dask scheduler for Process study (empty: in Slicer's process).
     """
 
     studyFolder: pathlib.Path
@@ -247,6 +248,7 @@ class QSMReproducibilityParameterNode:
     iccForm: Annotated[str, Choice(ICC_FORMS)] = "A,1"
     stabilityThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.85
     featureTable: vtkMRMLTableNode
+    daskScheduler: str = ""
 
 
 def _given(path) -> bool:
@@ -326,6 +328,7 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.closeReadingButton.connect("clicked(bool)", self.onCloseReading)
         self.ui.extractFeaturesButton.connect("clicked(bool)", self.onExtractFeatures)
         self.ui.writeReportButton.connect("clicked(bool)", self.onWriteReport)
+        self.ui.processStudyButton.connect("clicked(bool)", self.onProcessStudy)
 
         self.initializeParameterNode()
         self._updateInputRows()
@@ -445,6 +448,7 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             and os.path.exists(str(p.qsmOutputFile))
         )
         self.ui.extractFeaturesButton.enabled = self._study is not None and _given(p.exportFolder)
+        self.ui.processStudyButton.enabled = self._study is not None and _given(p.exportFolder) and not reading
         self.ui.writeReportButton.enabled = (
             _given(p.exportFolder) and os.path.exists(os.path.join(str(p.exportFolder), "features.csv"))
         )
@@ -722,6 +726,21 @@ class QSMReproducibilityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             p.featureTable = tableNode
             slicer.util.showStatusMessage(_("Features written to {path}").format(path=csvPath), 5000)
         self._updateButtons()
+
+    def onProcessStudy(self) -> None:
+        p = self._parameterNode
+        if not self._ensureDependencies() or not self.logic.radiomicsAvailable():
+            return
+        with _userAction(_("Processing the study failed.")), \
+                self._progressDialog(_("Processing the study")) as progress:
+            summary = self.logic.processStudy(self._study.root, p.exportFolder, scheduler=p.daskScheduler.strip(),
+                                              paramsPath=p.radiomicsParams if _given(p.radiomicsParams) else None,
+                                              progress=progress)
+        self._refreshCaseTable()
+        self._updateButtons()
+        if summary is not None:
+            message = self.logic.processSummaryText(summary)
+            (slicer.util.warningDisplay if not summary.ok else slicer.util.infoDisplay)(message)
 
     def onWriteReport(self) -> None:
         p = self._parameterNode
@@ -1063,6 +1082,38 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         tableNode = mrml.table_node_from_columns(slicer.mrmlScene, columns, name="QSM radiomic features",
                                                  node=tableNode)
         return tableNode, csvPath
+
+    def processStudy(self, studyFolder, exportFolder, *, scheduler="", paramsPath=None, progress=None):
+        """``qsmrepro study process`` from the panel: every case lacking a QSM, every reading's features, the report.
+
+        In Slicer's own process (worker processes must not be forked from inside the application), or on the
+        workers of a running Dask scheduler when ``scheduler`` (``tcp://HOST:PORT``) is given. ``progress`` gets
+        the same fractions and messages (with the time left) as the command line's bar. Returns the
+        ``ProcessSummary``.
+        """
+        from QSMReproducibilityLib.errors import InputError
+        from QSMReproducibilityLib.process import process_study
+
+        if not _given(exportFolder):
+            raise InputError("choose the output folder")
+        return process_study(str(studyFolder), workers=None if scheduler else 0, scheduler=scheduler or None,
+                             output_dir=str(exportFolder), params_path=str(paramsPath) if paramsPath else None,
+                             progress=progress)
+
+    @staticmethod
+    def processSummaryText(summary) -> str:
+        """What a run did, for a message box: counts, failures with their errors, the report."""
+        from QSMReproducibilityLib.process import format_duration
+
+        lines = [f"{len(summary.reconstructed) + len(summary.reused)} case(s) reconstructed; features of "
+                 f"{summary.readings} reading(s): {summary.features_computed} computed, {summary.features_cached} "
+                 f"cached ({summary.executor}, {format_duration(summary.seconds)})."]
+        lines += [f"{label}: {error}" for label, error in summary.failed.items()]
+        if summary.report:
+            lines.append(f"Report: {summary.report['report_html']}")
+        elif summary.report_error or summary.report_skipped:
+            lines.append(f"Report not written: {summary.report_error or summary.report_skipped}")
+        return "\n".join(lines)
 
     def writeReport(self, exportFolder, *, iccForm="A,1", threshold=0.85, progress=None):
         """Agreement report (HTML, XLSX, CSV, PNG) from ``features.csv`` in the export folder."""

@@ -5,6 +5,8 @@ See :mod:`QSMReproducibilityLib.readings.store` for the folder layout and the ru
 """
 
 from .cli import add_cli
+from .inputs import PendingCase
 from .store import DB_NAME, CaseRecord, CaseStatus, ReadingRecord, ReadingSession, Study, gre_fingerprint
 
-__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "DB_NAME", "gre_fingerprint", "add_cli"]
+__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "PendingCase", "DB_NAME",
+           "gre_fingerprint", "add_cli"]

@@ -42,7 +42,8 @@ def add_cli(subparsers) -> None:
 
     p = _command(sub, "add-case", _cmd_add_case, "add a case from a QSM map, or reconstruct it from GRE data",
                  usage="%(prog)s [-h] DIR --case-id ID --lesion-type {" + ",".join(LESION_TYPES) + "} "
-                       "(INPUT | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] [--te SECONDS...] "
+                       "(INPUT [--later] | --qsm QSM.nii.gz) [--mask M] [--mask-index I] [--method METHOD] "
+                       "[--te SECONDS...] "
                        "[--b0 TESLA] [--phase-units {" + ",".join(PHASE_UNITS) + "}] [--diagnosis TEXT] "
                        "[--gre-reference TEXT] [--patient-name NAME]")
     p.add_argument("--case-id", required=True, metavar="ID")
@@ -68,6 +69,9 @@ def add_cli(subparsers) -> None:
                         "fingerprint of its files is recorded as well, never its path")
     p.add_argument("--patient-name", metavar="NAME",
                    help="stored only when given; shown only by 'export --with-identifiers'")
+    p.add_argument("--later", action="store_true",
+                   help="with INPUT: check the GRE and store it in the study now; 'qsmrepro study process' "
+                        "reconstructs it (with --method, --mask-index, --mask as given here)")
 
     p = _command(sub, "start-reading", _cmd_start,
                  "open a reading session (next case of the randomised order by default)")
@@ -94,6 +98,20 @@ def add_cli(subparsers) -> None:
     p.add_argument("--finished", required=True, help="ISO-8601")
     p.add_argument("--override-washout", action="store_true")
     p.add_argument("--reason")
+
+    p = _command(sub, "process", _cmd_process,
+                 "reconstruct every case that lacks a QSM, extract features, write the report (in parallel, on Dask)",
+                 usage="%(prog)s [-h] DIR [--workers N | --scheduler tcp://HOST:PORT] [-o REPORT_DIR] "
+                       "[--params PARAMS.yaml]")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes of a local Dask cluster (default: one per core); 0 runs everything in "
+                            "this process, without Dask")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="use the workers of a running Dask scheduler instead; they must see DIR at the same path")
+    p.add_argument("-o", "--output", metavar="REPORT_DIR",
+                   help="where features.csv and the report go (default DIR/report)")
+    p.add_argument("--params", metavar="PARAMS.yaml", help="PyRadiomics parameter file")
 
     p = _command(sub, "status", _cmd_status, "progress of the readings")
     p.add_argument("--json", action="store_true")
@@ -204,8 +222,21 @@ def _cmd_add_case(args) -> int:
     if (args.input is None) == (args.qsm is None):
         raise InputError("study add-case: give either INPUT (a BIDS anat or DICOM folder to reconstruct) or "
                          "--qsm QSM.nii.gz, " + ("not both" if args.qsm else "one of them is required"))
+    if args.later and args.qsm:
+        raise InputError("study add-case: --later applies to INPUT (a GRE to reconstruct), not to --qsm")
     with Study.open(args.dir) as study:
         study.check_new_case(args.case_id, args.lesion_type)  # before minutes of reconstruction
+        if args.later:
+            from ..recon.pipeline import ReconParams
+
+            pending = study.add_gre_case(args.case_id, args.lesion_type, args.input, te_s=args.te, b0_tesla=args.b0,
+                                         phase_units=args.phase_units, mask_path=args.mask,
+                                         recon_params=ReconParams(method=args.method, mask_index=args.mask_index),
+                                         gre_reference=args.gre_reference, diagnosis=args.diagnosis,
+                                         patient_name=args.patient_name)
+            print(f"case {pending.case_id} ({pending.lesion_type}) registered with its GRE ({pending.gre_folder}); "
+                  "'qsmrepro study process' reconstructs it")
+            return 0
         if args.qsm:
             record = study.add_case(args.case_id, args.lesion_type, args.qsm, mask_path=args.mask,
                                     gre_reference=args.gre_reference, diagnosis=args.diagnosis,
@@ -280,6 +311,11 @@ def _cmd_status(args) -> int:
     types = ", ".join(f"{n} {t}" for t, n in summary["cases_by_lesion_type"].items())
     print(f"Study {summary['study']}: {summary['cases']} cases ({types}); wash-out {summary['washout_days']} days; "
           f"{summary['readings_per_observer']} readings per observer; seed {summary['seed']}")
+    waiting = summary["cases_waiting_for_reconstruction"]
+    if waiting:
+        print(f"  {len(waiting)} case(s) wait for 'qsmrepro study process' to reconstruct them: {', '.join(waiting)}")
+    for case_id, error in summary["cases_failed"].items():
+        print(f"  case {case_id}: the last reconstruction failed: {error}")
     if not summary["observers"]:
         print("  no observers registered")
     for observer, info in summary["observers"].items():
@@ -289,6 +325,35 @@ def _cmd_status(args) -> int:
             line += f"; {info['waiting_for_washout']} waiting for wash-out (next opens {info['next_washout_ends']})"
         print(line)
     return 0
+
+
+def _cmd_process(args) -> int:
+    from ..process import format_duration, process_study
+
+    with ConsoleProgress(f"processing {Path(args.dir).name}") as bar:
+        summary = process_study(args.dir, workers=args.workers, scheduler=args.scheduler, output_dir=args.output,
+                                params_path=args.params, progress=bar)
+    done = len(summary.reconstructed) + len(summary.reused)
+    print(f"Study {summary.study}: {done} case(s) reconstructed"
+          + (f" ({len(summary.reused)} finished by an earlier run)" if summary.reused else "")
+          + f"; features of {summary.readings} reading(s): {summary.features_computed} computed, "
+            f"{summary.features_cached} cached; {summary.executor}; {format_duration(summary.seconds)}")
+    for label, error in summary.failed.items():
+        print(f"qsmrepro: error: {label}: {error}", file=sys.stderr)
+    if summary.report:
+        print(f"Features: {summary.features_path}")
+        print(f"Report: {summary.report['report_html']}")
+    elif summary.report_error:
+        print(f"qsmrepro: error: report not written: {summary.report_error}", file=sys.stderr)
+    elif summary.report_skipped:
+        print(f"Features: {summary.features_path}")
+        print(f"No report yet: {summary.report_skipped}")
+    elif not summary.readings:
+        print("No finished readings yet: no feature table or report.")
+    if summary.failed:
+        print(f"{len(summary.failed)} task(s) failed; run 'qsmrepro study process' again after fixing them "
+              "(finished work is kept)", file=sys.stderr)
+    return 0 if summary.ok else 1
 
 
 def _cmd_verify(args) -> int:

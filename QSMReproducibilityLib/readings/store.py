@@ -6,6 +6,10 @@ Layout of a study folder::
                                                   reading_order, audit_log
     cases/<case_id>/qsm.nii.gz                    QSM map (ppm) every observer reads
     cases/<case_id>/mask.nii.gz                   the brain mask chosen for the case (optional)
+    cases/<case_id>/gre/                          the GRE of a case registered to be reconstructed by
+                                                  ``qsmrepro study process`` (:mod:`.inputs`)
+    processing/                                   work of ``study process``, keyed by the hash of its
+                                                  inputs (:mod:`QSMReproducibilityLib.process`)
     readings/<case_id>/<observer>_r<N>.seg.nrrd   one segmentation per observer x reading
     readings/<case_id>/<observer>_r<N>_amend<K>.seg.nrrd   corrections of a finished reading
 
@@ -54,6 +58,7 @@ import numpy as np
 
 from ..errors import InputError, ReadingError
 from .. import segio
+from .inputs import INPUTS_SCHEMA, CaseInputs
 
 __all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "gre_fingerprint"]
 
@@ -290,8 +295,8 @@ _NIFTI_TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
 def _copy_nifti_gz(source: Path, destination: Path) -> None:
     """Copy a NIfTI image to ``destination`` (``.nii.gz``) atomically, without identifying text.
 
-    The voxel data and the geometry are copied byte for byte; the free-text header fields and the
-    header extensions (which may carry a whole DICOM header, ``ecode`` 2) are dropped, so that no
+    The voxel data and the geometry are copied byte for byte (the gzip header carries no time stamp, so
+    the same image always gives the same file); the free-text header fields and the header extensions (which may carry a whole DICOM header, ``ecode`` 2) are dropped, so that no
     patient name or DICOM identifier of the source reaches the study folder.
     """
     import nibabel as nib
@@ -309,14 +314,20 @@ def _copy_nifti_gz(source: Path, destination: Path) -> None:
                 if name in clean.keys():
                     clean[name] = b""
             clean["vox_offset"] = 0  # set by write_to to the end of the header: the data follows directly
-            with gzip.open(tmp, "wb", compresslevel=6) as dst:
+            with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as dst:
                 clean.write_to(dst)
                 with nib.openers.ImageOpener(str(source), "rb") as src:
                     src.seek(data_offset)
                     shutil.copyfileobj(src, dst, 1 << 20)
         else:  # a header/image pair or another format nibabel reads: store the scaled values
-            with gzip.open(tmp, "wb", compresslevel=6) as dst:
+            with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as dst:
                 dst.write(nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine).to_bytes())
+
+
+def _copy_bytes(source: Path, destination: Path) -> None:
+    """Copy a file byte for byte to ``destination``, atomically."""
+    with segio.atomic_output(destination) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def gre_fingerprint(path) -> str:
@@ -366,7 +377,7 @@ def _nifti_grid(path: Path, what: str) -> tuple[tuple[int, int, int], np.ndarray
 # The store
 
 
-class Study:
+class Study(CaseInputs):
     """A study folder with its SQLite database. Use :meth:`create` or :meth:`open`.
 
     Several processes may use one study at the same time: every change runs in an ``IMMEDIATE``
@@ -420,7 +431,7 @@ class Study:
         with segio.atomic_output(root / DB_NAME) as tmp:
             connection = sqlite3.connect(str(tmp), isolation_level=None)
             try:
-                connection.executescript(_SCHEMA)
+                connection.executescript(_SCHEMA + INPUTS_SCHEMA)
                 settings = {
                     "schema_version": str(SCHEMA_VERSION),
                     "washout_days": str(int(washout_days)),
@@ -455,6 +466,7 @@ class Study:
         except (sqlite3.DatabaseError, KeyError) as exc:
             connection.close()
             raise InputError(f"{db_path} is not a readable study database: {_one_line(exc)}") from exc
+        study._ensure_inputs_table()
         study._sweep_temporary_files()
         return study
 
@@ -533,6 +545,10 @@ class Study:
             )
         if self._db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
             raise ReadingError(f"case {case_id} is already in the study {self.root}")
+        if self._has_inputs_table() and self._db.execute(
+                "SELECT 1 FROM case_inputs WHERE case_id = ?", (case_id,)).fetchone():
+            raise ReadingError(f"case {case_id} is already in the study {self.root}, waiting for its reconstruction "
+                               "('qsmrepro study process')")
 
     def add_case(self, case_id: str, lesion_type: str, qsm_path, *, mask_path=None, gre_reference: str | None = None,
                  gre_input=None, reconstruction: dict | None = None, diagnosis: str | None = None,
@@ -563,6 +579,18 @@ class Study:
             only by :meth:`identifiers`.
         """
         self.check_new_case(case_id, lesion_type)
+        references = [text.strip() for text in (gre_reference,) if text and text.strip()]
+        if gre_input is not None:
+            references.append(f"GRE input {gre_fingerprint(gre_input)}")
+        reference = "; ".join(_one_line(text) for text in references) or None
+        return self._add_case_row(case_id, lesion_type, qsm_path, mask_path=mask_path, reference=reference,
+                                  reconstruction=reconstruction, diagnosis=diagnosis, patient_name=patient_name)
+
+    def _add_case_row(self, case_id: str, lesion_type: str, qsm_path, *, mask_path, reference: str | None,
+                      reconstruction: dict | None, diagnosis: str | None, patient_name: str | None,
+                      pending: bool = False) -> CaseRecord:
+        """Copy the QSM (and mask) into the case's folder and insert its row; ``pending``: a case registered
+        with its GRE (:meth:`add_gre_case`) that now gets its QSM."""
         qsm_path = Path(qsm_path)
         shape, affine = _nifti_grid(qsm_path, f"case {case_id}: QSM map")
         if mask_path is not None:
@@ -570,20 +598,24 @@ class Study:
             mask_shape, mask_affine = _nifti_grid(mask_path, f"case {case_id}: mask")
             if mask_shape != shape or not np.allclose(mask_affine, affine, atol=_GRID_TOLERANCE_MM):
                 raise InputError(f"case {case_id}: mask {mask_path} is not on the grid of the QSM map {qsm_path}")
-        references = [text.strip() for text in (gre_reference,) if text and text.strip()]
-        if gre_input is not None:
-            references.append(f"GRE input {gre_fingerprint(gre_input)}")
-        reference = "; ".join(_one_line(text) for text in references) or None
         now = _iso(_utc(None))
         qsm_rel = f"cases/{case_id}/qsm.nii.gz"
         mask_rel = f"cases/{case_id}/mask.nii.gz" if mask_path is not None else None
         with self._transaction() as db:
-            self.check_new_case(case_id, lesion_type)
-            _copy_nifti_gz(qsm_path, self.root / qsm_rel)
+            if not pending:
+                self.check_new_case(case_id, lesion_type)
+            elif db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
+                raise ReadingError(f"case {case_id} already has its QSM in the study {self.root}")
+            else:
+                db.execute("UPDATE case_inputs SET last_error = NULL, failed_at = NULL WHERE case_id = ?", (case_id,))
+            # A QSM this library reconstructed from the stored GRE has no identifying header text to drop: its
+            # bytes are copied as they are (milliseconds, where re-compressing takes about a second per case).
+            copy = _copy_bytes if pending else _copy_nifti_gz
+            copy(qsm_path, self.root / qsm_rel)
             qsm_sha = _sha256(self.root / qsm_rel)
             mask_sha = None
             if mask_rel is not None:
-                _copy_nifti_gz(mask_path, self.root / mask_rel)
+                copy(mask_path, self.root / mask_rel)
                 mask_sha = _sha256(self.root / mask_rel)
             db.execute(
                 "INSERT INTO cases(case_id, lesion_type, diagnosis, patient_name, qsm_file, qsm_sha256, mask_file, "
@@ -596,7 +628,7 @@ class Study:
                 details["mask_sha256"] = mask_sha
             if reconstruction:
                 details["reconstruction"] = reconstruction
-            self._audit(now, "case_added", case_id=case_id, **details)
+            self._audit(now, "case_reconstructed" if pending else "case_added", case_id=case_id, **details)
         return self.case(case_id)
 
     def identifiers(self, *, purpose: str) -> dict[str, dict[str, str | None]]:
@@ -1251,6 +1283,12 @@ class Study:
                     problems.append(f"case {case.case_id}: {what} {path} is missing")
                 elif _sha256(path) != checksum:
                     problems.append(f"case {case.case_id}: {what} {path} was modified (checksum differs)")
+        for case_id, path, checksum in self._input_files():
+            known.add(path.resolve())
+            if not path.is_file():
+                problems.append(f"case {case_id}: GRE file {path} is missing")
+            elif _sha256(path) != checksum:
+                problems.append(f"case {case_id}: GRE file {path} was modified (checksum differs)")
         rows = self._db.execute("SELECT * FROM readings ORDER BY id").fetchall()
         for row in rows:
             where = f"case {row['case_id']}, observer {row['observer_id']}, reading {row['reading']}"
@@ -1303,6 +1341,8 @@ class Study:
             "readings_per_observer": self.readings_per_observer,
             "cases": len(cases),
             "cases_by_lesion_type": {t: sum(c.lesion_type == t for c in cases) for t in LESION_TYPES},
+            "cases_waiting_for_reconstruction": [c.case_id for c in self.pending_cases()],
+            "cases_failed": {c.case_id: c.last_error for c in self.pending_cases() if c.last_error},
             "observers": {},
         }
         for observer in self.observers():

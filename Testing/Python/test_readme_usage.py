@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Za-z.]+)?(\.\.\.)?$")
 # The order a site runs the commands in; a README command missing here fails the test.
-ORDER = ["study init", "study add-observer", "study add-case", "study start-reading", "study finish-reading",
+ORDER = ["study init", "study add-observer", "study add-case", "study process", "study start-reading",
+         "study finish-reading",
          "study import-reading", "study status", "study verify", "study export", "reconstruct", "extract", "demo",
          "agreement", "station"]
 # Optional parts parsed but not run: the whole 320x240x70 matrix for every demo case takes minutes.
@@ -180,6 +181,19 @@ class Inputs:
         nib.save(nib.Nifti1Image(labels, self.case.affine), self.label_map)
         self.study = root / "study"
         self.runs = itertools.count(1)
+        self._cluster = None
+
+    def scheduler(self) -> str:
+        """The address of a real Dask scheduler with one worker process, for `--scheduler tcp://HOST:PORT`."""
+        if self._cluster is None:
+            from dask.distributed import LocalCluster
+
+            self._cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0")
+        return self._cluster.scheduler_address
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
 
     def value(self, command: str, option: str | None, index: int, placeholder: str, run: int,
               words: list[str]) -> list[str]:
@@ -195,7 +209,10 @@ class Inputs:
                 "FILE": self.label_map, "N": "1",
                 "ISO": "2023-01-10T09:00:00Z" if option == "--started" else "2023-01-10T09:20:00Z",
                 "FEATURES.csv": out / f"run{run}_study_features.csv",
+                "REPORT_DIR": out / f"run{run}_study_report", "PARAMS.yaml": REPO / "Resources" / "QSMRadiomics.yaml",
             }
+            if command == "study process" and option == "--workers":
+                table["N"] = "1"
         elif command == "reconstruct":
             table = {
                 "ANAT_DIR": self.case.anat_dir, "DICOM_DIR": self.dicom,
@@ -243,6 +260,8 @@ def instantiate(words: list[str], inputs: Inputs, run: int) -> list[str]:
             argv.append(word)
         elif word == "...":
             argv.append(choices_of(command, option)[0])
+        elif word == "tcp://HOST:PORT":
+            argv.append(inputs.scheduler())
         elif word.startswith("{") and word.endswith("}"):
             argv.append(word[1:-1].split(",")[0])
         elif "|" in word:
@@ -257,7 +276,9 @@ def instantiate(words: list[str], inputs: Inputs, run: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Inputs:
-    return Inputs(tmp_path_factory.mktemp("readme"))
+    made = Inputs(tmp_path_factory.mktemp("readme"))
+    yield made
+    made.close()
 
 
 def test_the_readme_shows_every_command_in_the_site_order():
