@@ -136,11 +136,11 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
     features = extract_readings(study.readings(), progress=sub_progress(progress, 0.75, 0.92), workers=workers)
     features_path = write_feature_table(features, out_dir / "features.csv")
     report(progress, 0.92, "agreement statistics and report")
-    from .recon.pipeline import methods_settings
+    from .recon.pipeline import methods_settings, reconstruction_record
 
     settings = {"cohort": f"synthetic, {n_cases} cases, seed {seed}, "
                           f"{'full field of view' if full_fov else 'slab around V4'}",
-                **methods_settings(Path(t.case_dir) / "qsm.nii.gz" for t in tasks),
+                **methods_settings(reconstruction_record(Path(t.case_dir) / "qsm.nii.gz") for t in tasks),
                 "readings": "2 simulated observers x 2 readings, imported with historical dates"}
     outputs = write_report(features, out_dir, settings=settings, progress=sub_progress(progress, 0.92, 1.0))
     outputs = {**outputs, "features": features_path, "study": study_dir}

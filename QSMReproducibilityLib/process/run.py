@@ -584,7 +584,10 @@ def _table_and_report(study, summary: ProcessSummary, readings, feature_files: d
         return
     table = _complete(pd.concat(parts, ignore_index=True)[FEATURE_COLUMNS])
     summary.features_path = write_feature_table(table, out / "features.csv")
+    from ..recon.pipeline import methods_settings
+
     settings = {"study": str(study.root), "cases": str(len(study.cases())),
+                **methods_settings(study.reconstruction_records().values()),
                 "readings": f"{len(readings)} finished ({len(parts)} with features)"}
     try:
         summary.report = write_report(table, out, settings=settings,

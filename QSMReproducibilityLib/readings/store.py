@@ -794,6 +794,15 @@ class Study(CaseInputs):
         except InputError as exc:
             raise ReadingError(f"case {case_id}: the QSM map cannot be read: {_one_line(exc)}") from None
 
+    def reconstruction_records(self) -> dict[str, dict | None]:
+        """How each case's QSM was reconstructed, as recorded when it entered the study (None: not recorded)."""
+        records: dict[str, dict | None] = {c.case_id: None for c in self.cases()}
+        for row in self._db.execute("SELECT case_id, details FROM audit_log WHERE action IN "
+                                    "('case_added', 'case_reconstructed') ORDER BY id"):
+            if row["case_id"] in records:
+                records[row["case_id"]] = json.loads(row["details"] or "{}").get("reconstruction")
+        return records
+
     def audit_log(self) -> list[dict]:
         """The audit log, oldest first."""
         return [dict(r) for r in self._db.execute("SELECT * FROM audit_log ORDER BY id").fetchall()]

@@ -311,9 +311,11 @@ def reconstruction_record(qsm_path) -> dict | None:
         return None
     notes = list(info.get("Notes") or [])
     mask = next((n for n in notes if n.startswith(("mask candidate", "user-supplied"))), info.get("MaskMethod"))
+    background, inversion = info.get("BackgroundRemoval") or {}, info.get("DipoleInversion") or {}
     return {"method": info.get("Method"), "unwrap": info.get("Unwrapping"),
-            "background": (info.get("BackgroundRemoval") or {}).get("method"), "mask": mask, "notes": notes,
-            "software": info.get("Software")}
+            "background": background.get("method"), "background_reference": background.get("reference"),
+            "inversion": inversion.get("method"), "inversion_reference": inversion.get("reference"),
+            "mask": mask, "notes": notes, "software": info.get("Software")}
 
 
 INVERSIONS = {
@@ -326,30 +328,27 @@ INVERSIONS = {
 """The dipole inversions as a study's Methods section states them (sidecar ``DipoleInversion``)."""
 
 
-def methods_settings(qsm_paths) -> dict[str, str]:
-    """The reconstruction as a report's Settings state it, read from the QSMs' sidecars.
+def methods_settings(records) -> dict[str, str]:
+    """The reconstruction as a report's Settings state it, from the cases' :func:`reconstruction_record`.
 
     Returns ``{"Brain mask": ..., "Background removal": ..., "Dipole inversion": ...}``; where cases differ,
-    each value lists the variants with their numbers of cases. Cases without a sidecar are counted as such.
+    each value lists the variants with their numbers of cases. A case without a record counts as such.
     """
-    import json
     from collections import Counter
 
-    rows: dict[str, Counter] = {"Brain mask": Counter(), "Background removal": Counter(), "Dipole inversion": Counter()}
-    for path in qsm_paths:
-        try:
-            info = json.loads(sidecar_path(path).read_text())
-        except (OSError, ValueError):
-            for counter in rows.values():
-                counter["not recorded (no sidecar)"] += 1
-            continue
-        fraction = info.get("MaskFractionalThreshold")
-        rows["Brain mask"][f"{info.get('MaskMethod')}" + (f", f = {fraction:g}" if fraction is not None else "")] += 1
-        for key, name in (("Background removal", "BackgroundRemoval"), ("Dipole inversion", "DipoleInversion")):
-            entry = info.get(name) or {"method": info.get("Method", "not recorded")}
-            rows[key][f"{entry.get('method')}" + (f" ({entry['reference']})" if entry.get("reference") else "")] += 1
+    rows = {"Brain mask": Counter(), "Background removal": Counter(), "Dipole inversion": Counter()}
+    for record in records:
+        record = record or {}
+        rows["Brain mask"][record.get("mask") or "not recorded"] += 1
+        rows["Background removal"][_with_reference(record.get("background"), record.get("background_reference"))] += 1
+        rows["Dipole inversion"][_with_reference(record.get("inversion") or record.get("method"),
+                                                 record.get("inversion_reference"))] += 1
     return {key: "; ".join(text if len(counter) == 1 else f"{text}: {n} cases" for text, n in counter.most_common())
             for key, counter in rows.items() if counter}
+
+
+def _with_reference(method, reference) -> str:
+    return "not recorded" if not method else f"{method} ({reference})" if reference else str(method)
 
 
 def _background_record(params: ReconParams) -> dict:

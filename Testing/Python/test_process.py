@@ -304,6 +304,9 @@ def test_scheduler_and_workers_as_processes_a_worker_killed_mid_reconstruction_a
     assert "0 case(s) reconstructed; features of 24 reading(s): 24 computed, 0 cached" in proc.stdout
     assert f"Dask cluster at {dask_cluster}" in proc.stdout
     assert f"Report: {study_dir / 'report' / 'report.html'}" in proc.stdout
+    # The report states the reconstruction the study's cases had (the library's default chain).
+    html = (study_dir / "report" / "report.html").read_text()
+    assert "total-field fit" in html and "Liu et al. 2017" in html and "STAR-QSM" in html
     assert (study_dir / "report" / "features.csv").read_bytes() == \
         (serial["dir"] / "report" / "features.csv").read_bytes()
 
