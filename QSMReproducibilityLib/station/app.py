@@ -235,6 +235,7 @@ class ReadingStation(TrameApp):
             self.slicer.display_manager.show_volume_in_slice_background(reading.qsm_node)
             self.editor.set_active_segmentation(reading.segmentation_node, reading.qsm_node)
             mrml.configure_segment_editor_node(self.editor.editor_node)  # a scene change may have reset it
+            mrml.renew_empty_labelmap_layers(reading.segmentation_node)  # fills render over the χ map
             self.editor.set_active_segment_id("lesion_right")
             self._set_brush()
             self.slicer.display_manager.reset_views()
