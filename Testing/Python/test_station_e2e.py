@@ -8,6 +8,9 @@ inside the wash-out are refused on the page in plain words. Without the token no
 websocket) gets anything of the study; O2's station offers O2's case list only, and the case O1 read
 opens for O2 as a fresh, empty reading 1.
 
+With ``QSMREPRO_STATION_SCREENSHOT=PATH`` the page of the reading in progress is saved there (the
+README's picture, ``Resources/Screenshots/station_reading.png``).
+
 Runs where the ``station`` extra, Playwright and chromium are installed (``make test`` runs it in
 ``.venv-station``); elsewhere it is skipped with the reason.
 """
