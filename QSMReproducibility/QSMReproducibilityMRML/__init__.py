@@ -11,6 +11,7 @@ from .display import (
     configure_segment_editor_node,
     diverging_blue_red,
     qsm_color_node,
+    renew_empty_labelmap_layers,
     segment_voxel_counts,
     show_reading,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "diverging_blue_red",
     "qsm_color_node",
     "segment_voxel_counts",
+    "renew_empty_labelmap_layers",
     "show_reading",
     "NODE_CLASS_VOLUME",
     "OpenReading",

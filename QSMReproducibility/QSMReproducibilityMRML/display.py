@@ -2,7 +2,7 @@
 
 The QSM is shown on a diverging blue-white-red colour map centred on 0 ppm (diamagnetic blue,
 paramagnetic red) with a fixed window, so the same lesion looks the same to every observer and in
-every reading; the segments are outlined with a light fill; and the Segment Editor never lets one
+every reading; the segments are outlined over a semi-transparent fill; and the Segment Editor never lets one
 segment overwrite another. Voxel counts per segment are read from the segments' own labelmaps.
 """
 
@@ -23,7 +23,9 @@ SLICER_DIVERGING_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileDivergingBlueRed.txt"
 QSM_COLOR_SINGLETON = "QSMReproducibilityDivergingBlueRed"
 QSM_COLOR_ENTRIES = 256
 
-SEGMENT_FILL_OPACITY_2D = 0.15
+SEGMENT_FILL_OPACITY_2D = 0.5
+"""Opacity of a segment's fill in slice views: 3D Slicer's default (``vtkMRMLSegmentationDisplayNode``),
+over a full-opacity outline, so the χ map stays visible under a painted lesion."""
 SEGMENT_OUTLINE_THICKNESS = 2
 
 
@@ -64,7 +66,7 @@ def qsm_color_node(scene):
 
 def show_reading(qsm_node, segmentation_node=None) -> None:
     """Display settings of a reading: QSM on the diverging map, window ``QSM_WINDOW_PPM`` at 0 ppm, no
-    interpolation (voxels are what the observer paints); segments outlined with a light fill."""
+    interpolation (voxels are what the observer paints); segments outlined over a semi-transparent fill, as in Slicer."""
     display = qsm_node.GetDisplayNode()
     if display is None:
         qsm_node.CreateDefaultDisplayNodes()
@@ -81,6 +83,47 @@ def show_reading(qsm_node, segmentation_node=None) -> None:
         segmentation_display.SetVisibility2DFill(True)
         segmentation_display.SetOpacity2DFill(SEGMENT_FILL_OPACITY_2D)
         segmentation_display.SetSliceIntersectionThickness(SEGMENT_OUTLINE_THICKNESS)
+
+
+def renew_empty_labelmap_layers(segmentation_node) -> int:
+    """Give each empty labelmap layer a new, empty labelmap object, shared by the same segments.
+
+    For the browser reading station, once trame-slicer's Segment Editor has taken the segmentation:
+    painted into, the layer that ``vtkSegmentation::AddEmptySegment`` made when the reading's segments
+    were added rendered its 2D fill over black in the slice views (the fill's colour times its opacity,
+    nothing of the χ map beneath; seen with slicer-core 5.11.0.6, VTK 9.6, Mesa EGL), while a layer set
+    after the editor took the segmentation renders as in Slicer. An empty layer holds no voxels, so
+    nothing of the reading changes; a layer with voxels is left as it is.
+
+    Returns
+    -------
+    int
+        The number of layers renewed.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    representation = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    if segmentation.GetSourceRepresentationName() != representation:
+        return 0
+    layers: dict[int, list[str]] = {}
+    labelmaps = {}
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(index)
+        labelmap = segmentation.GetSegment(segment_id).GetRepresentation(representation)
+        if labelmap is None:
+            continue
+        key = id(labelmap)  # segments of one layer share the one labelmap object
+        labelmaps[key] = labelmap
+        layers.setdefault(key, []).append(segment_id)
+    renewed_layers = 0
+    for key, segment_ids in layers.items():
+        labelmap = labelmaps[key]
+        if not labelmap.IsEmpty() and labelmap.GetPointData().GetScalars() is not None:
+            continue
+        renewed = slicer.vtkOrientedImageData()
+        for segment_id in segment_ids:
+            segmentation.GetSegment(segment_id).AddRepresentation(representation, renewed)
+        renewed_layers += 1
+    return renewed_layers
 
 
 def configure_segment_editor_node(node) -> None:

@@ -12,6 +12,7 @@ decides every rule. Refusals are shown on the page in the store's words, never o
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 
 import QSMReproducibilityMRML as mrml
@@ -234,6 +235,7 @@ class ReadingStation(TrameApp):
             self.slicer.display_manager.show_volume_in_slice_background(reading.qsm_node)
             self.editor.set_active_segmentation(reading.segmentation_node, reading.qsm_node)
             mrml.configure_segment_editor_node(self.editor.editor_node)  # a scene change may have reset it
+            mrml.renew_empty_labelmap_layers(reading.segmentation_node)  # fills render over the χ map
             self.editor.set_active_segment_id("lesion_right")
             self._set_brush()
             self.slicer.display_manager.reset_views()
@@ -308,9 +310,18 @@ class ReadingStation(TrameApp):
         reading, self.reading = self.reading, None
         self.editor.deactivate_effect()
         self.editor.clear()
+        # The editor logic keeps the reading's nodes (and its working copies of the volume) until the next
+        # segmentation is set: let them go now.
+        self.editor.editor_logic.SetSegmentationNode(None)
+        self.editor.editor_logic.SetSourceVolumeNode(None)
         self.slicer.display_manager.show_volume_in_slice_background(None)
         if remove_nodes and reading is not None:
             mrml.close_reading(self.scene, reading)
+        # trame-slicer's wrapper of the active segmentation and its nodes form a reference cycle (an
+        # observer on the node calls back into the wrapper): only the cyclic collector frees the reading's
+        # volume, whenever it next runs, so a day of readings would keep several volumes. Free them now.
+        del reading
+        gc.collect()
         self.state.reading_open = False
         self.state.reading_title = ""
         self.state.segments = []

@@ -210,3 +210,18 @@ def stroke(page, view_index: int, start_fraction, end_fraction, steps: int = 12)
     released = time.perf_counter()
     page.mouse.up()
     return released
+
+
+def view_luminance(page, view_index: int, fraction, half_width: int = 1) -> np.ndarray:
+    """Luminance (ITU-R BT.601 weights, 0-255) of the pixels the page shows around a point of a slice
+    view (fractions of its width and height), from a screenshot of the page: what the reader sees."""
+    import io
+
+    from PIL import Image
+
+    box = page.locator(".image-display-area").nth(view_index).bounding_box()
+    x, y = box["x"] + fraction[0] * box["width"], box["y"] + fraction[1] * box["height"]
+    clip = {"x": x - half_width, "y": y - half_width, "width": 2 * half_width + 1, "height": 2 * half_width + 1}
+    rgb = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB"), dtype=float)
+    return rgb @ np.array([0.299, 0.587, 0.114])
+

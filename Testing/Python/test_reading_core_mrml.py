@@ -244,5 +244,31 @@ def test_the_qsm_is_shown_on_a_diverging_map_centred_on_zero_ppm(scene, study):
         blue, red = np.array(table.GetTableValue(k)[:3]), np.array(table.GetTableValue(n - 1 - k)[:3])
         np.testing.assert_allclose(blue[::-1], red, atol=1e-9)
     segmentation_display = reading.segmentation_node.GetDisplayNode()
-    assert segmentation_display.GetVisibility2DOutline() and segmentation_display.GetOpacity2DFill() == 0.15
+    # Outline over a semi-transparent fill, at 3D Slicer's own default fill opacity.
+    slicer_default = slicer.vtkMRMLSegmentationDisplayNode().GetOpacity2DFill()
+    assert segmentation_display.GetVisibility2DOutline() and segmentation_display.GetVisibility2DFill()
+    assert segmentation_display.GetOpacity2DFill() == pytest.approx(slicer_default) == pytest.approx(0.5)
+    mrml.close_reading(scene, reading)
+
+
+def test_renewed_empty_layers_keep_the_segments_sharing_one_layer_and_a_drawn_layer_is_kept(scene, study):
+    reading = mrml.start_reading(scene, study, "O1", "VA-001")
+    segmentation = reading.segmentation_node.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    labels = {sid: segmentation.GetSegment(sid).GetLabelValue() for sid in ("lesion_right", "lesion_left", "csf")}
+    before = segmentation.GetSegment("csf").GetRepresentation(name)
+    assert segmentation.GetNumberOfLayers() == 1
+    assert mrml.renew_empty_labelmap_layers(reading.segmentation_node) == 1
+    after = segmentation.GetSegment("csf").GetRepresentation(name)
+    assert after is not before and segmentation.GetNumberOfLayers() == 1
+    assert {sid: segmentation.GetSegment(sid).GetLabelValue() for sid in labels} == labels
+    # Drawing still goes into the renewed layer; a layer with voxels is never replaced.
+    lesion, csf = _lesion(), _csf()
+    mrml.set_segment_masks(reading.segmentation_node, {"lesion_left": lesion, "csf": csf}, reading.qsm_node)
+    counts = mrml.segment_voxel_counts(reading.segmentation_node)
+    drawn = [segmentation.GetSegment(sid).GetRepresentation(name) for sid in ("lesion_left", "csf")]
+    mrml.renew_empty_labelmap_layers(reading.segmentation_node)
+    assert [segmentation.GetSegment(sid).GetRepresentation(name) for sid in ("lesion_left", "csf")] == drawn
+    assert mrml.segment_voxel_counts(reading.segmentation_node) == counts == {
+        "lesion_right": 0, "lesion_left": int(lesion.sum()), "csf": int(csf.sum())}
     mrml.close_reading(scene, reading)

@@ -8,13 +8,18 @@ inside the wash-out are refused on the page in plain words. Without the token no
 websocket) gets anything of the study; O2's station offers O2's case list only, and the case O1 read
 opens for O2 as a fresh, empty reading 1.
 
+With ``QSMREPRO_STATION_SCREENSHOT=PATH`` the page of the reading in progress is saved there (the
+README's picture, ``Resources/Screenshots/station_reading.png``).
+
 Runs where the ``station`` extra, Playwright and chromium are installed (``make test`` runs it in
 ``.venv-station``); elsewhere it is skipped with the reason.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -120,9 +125,21 @@ def test_a_reading_drawn_with_the_mouse_is_stored_with_its_tags_and_the_counts_t
     assert page.locator("#finish").is_visible()
 
     support.choose(page, "#segment-csf")
+    background = support.view_luminance(page, 0, (0.52, 0.33)).min()
     support.stroke(page, 0, (0.5, 0.33), (0.56, 0.33))
     csf = support.wait_for_count_change(page, "csf", 0)
     assert csf > 0 and support.voxel_count(page, "lesion_right") == lesion   # overwrite none: the lesion stays
+    # The CSF stroke is seen over the map, as in Slicer: its outline in the segment's colour and a fill
+    # blended over the χ map (alpha * colour + (1 - alpha) * map, alpha = Slicer's 0.5), never over black.
+    page.mouse.move(5, 5)
+    blue = (0x55, 0xBC, 0xFF)   # the CSF segment's colour, (0.333, 0.737, 1.0) in its terminology
+    darkest_expected = min(np.dot(blue, (0.299, 0.587, 0.114)),
+                           0.5 * np.dot(blue, (0.299, 0.587, 0.114)) + 0.5 * background)
+    deadline = time.monotonic() + 5
+    while (seen := support.view_luminance(page, 0, (0.52, 0.33)).min()) < darkest_expected - 40 \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)   # the frame may follow the count
+    assert seen >= darkest_expected - 40, (seen, darkest_expected, background)
 
     support.choose(page, "#segment-lesion_right")
     support.stroke(page, 0, (0.5, 0.6), (0.5, 0.66))
@@ -131,6 +148,10 @@ def test_a_reading_drawn_with_the_mouse_is_stored_with_its_tags_and_the_counts_t
     page.click("#undo")
     assert support.wait_for_count_change(page, "lesion_right", more) == lesion
     shown = {s: support.voxel_count(page, s) for s in ("lesion_right", "lesion_left", "csf")}
+    if os.environ.get("QSMREPRO_STATION_SCREENSHOT"):   # the README's picture of a reading in progress
+        page.mouse.move(5, 5)
+        time.sleep(1.0)
+        page.screenshot(path=os.environ["QSMREPRO_STATION_SCREENSHOT"])
 
     page.click("#finish")
     page.wait_for_selector("#notice-message")

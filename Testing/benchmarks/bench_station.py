@@ -9,7 +9,7 @@ one station process, one reading after another, through the page as a reader use
   page shows the new voxel count. Target <= 1.5 s.
 - Finish: from the click on *Finish reading* until the page says the reading is saved. Target <= 1.5 s.
 - Memory: the station process's resident memory after each reading; target growth under 100 MB over
-  20 readings.
+  20 readings (counted from the end of the first reading, and the largest growth after any reading).
 
 Baseline, measured in the same run on the same maps: the reading core alone in this process on a bare
 MRML scene (``start_reading`` → two masks drawn → ``finish_reading``), without rendering or a browser;
@@ -130,10 +130,13 @@ def main(argv=None) -> int:
     print(f"mouse-up -> voxel counts:  {_summary(counts)} (target <= 1.5 s)")
     print(f"Finish -> saved:           {_summary(times['finish'])} (target <= 1.5 s); "
           f"{statistics.median(times['finish']) / finish_base:.1f}x the core's finish_reading")
-    growth = memory[-1] - memory[1]
+    # Growth is counted from the first reading on: the first reading also builds what every later one reuses
+    # (the views' render windows and shaders, the editor's pipelines), which is not kept per reading.
+    growth, peak = memory[-1] - memory[1], max(memory[1:]) - memory[1]
+    verdict = "meets" if growth < 100 and peak < 100 else "MISSES"
     print(f"station memory: {memory[0]:.0f} MB idle, {memory[1]:.0f} MB after reading 1, {memory[-1]:.0f} MB after "
-          f"reading {len(memory) - 1}: growth {growth:+.0f} MB over readings 2-{len(memory) - 1} "
-          f"(target < 100 MB over 20)")
+          f"reading {len(memory) - 1}: growth {growth:+.0f} MB over readings 2-{len(memory) - 1} (largest "
+          f"{peak:+.0f} MB after any reading); {verdict} the target (< 100 MB over 20 readings)")
     return 0
 
 
