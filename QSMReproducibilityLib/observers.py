@@ -19,27 +19,31 @@ same, per lesion and per slice:
    units of the lesion's contrast), so that now and then the reader takes in a partial-volume voxel outside
    the lesion or leaves out one inside it. Voxels further from the rim are never in doubt.
 4. **Where the lesion ends.** At each end of the lesion the reader may carry the outline one slice further
-   or stop one slice short (``end_slice``), the commonest disagreement on 2-mm slices.
+   or stop one slice short (``end_slice``).
 
 The CSF reference is a sphere placed anew at each reading in a posterior horn of a lateral ventricle,
 away from its wall (Methods, QSM reconstruction: "avoiding the surrounding brain tissue and choroid
 plexus").
 
-Calibration (``Testing/benchmarks/calibrate_observers.py`` prints paper against demo for every cell): the
-parameters below are set so that the 61-case demo reproduces the study's Tables 1 and 2 and the direction
-of its Table 3:
+Calibration (``Testing/benchmarks/calibrate_observers.py`` prints paper against demo for every cell, for any
+seeds): the parameters of :data:`DEFAULT_OBSERVERS` are set so that the 61-case demo reproduces the study's
+Tables 1 and 2 and the direction of its Table 3, for the default seed and most others:
 
-- Boundary noise is larger for haematomas than for calcifications. The study found calcifications more
-  reproducible (ICC 0.885–0.969, wCV 6.5–13.7 % against 0.712–0.865 and 12.4–18.7 % for haematomas) and
-  attributes it to segmentation: a calcification is easier to identify (Discussion), whereas an intramural
-  haematoma's outer margin in the wall is ill-defined.
-- O1 re-drew calcifications more consistently than O2 (O1 intra wCV 6.5 % against 12.7 % for O2), and
-  both observers about equally consistently for haematomas (18.7 % and 16.1 %).
-- Both observers drew haematomas more generously in the second session: mean χ fell from 0.304 to 0.247
-  ppm (O1) and from 0.297 to 0.260 ppm (O2) between readings (Table 1), while calcifications stayed
-  (−0.212/−0.217, −0.210/−0.194). That drift is also why the study's intraobserver ICCs of haematomas
-  (0.712, 0.785) are lower than its interobserver ones (0.832, 0.865): ICC(A,1) counts a systematic
-  difference between readings as disagreement.
+- ``edge_level`` (0.5 haematoma, 0.4 calcification) sets how much of a lesion's faint margin a reader takes in,
+  and with the phantom's lesion χ (:data:`~QSMReproducibilityLib.phantom.LESION_CHI`) the level of Table 1.
+  A calcification's dark spot is outlined to a lower level: on the low-signal, noisy map of a small
+  calcification a reader takes in all of the spot.
+- ``second_reading_shift`` (−0.15 O1, −0.10 O2, haematomas only): both observers drew haematomas more
+  generously in the second session; mean χ fell from 0.304 to 0.247 ppm (O1) and from 0.297 to 0.260 ppm
+  (O2), while calcifications stayed (−0.212/−0.217, −0.210/−0.194; Table 1). The drift is also why the
+  study's intraobserver ICCs of haematomas (0.712, 0.785) are lower than its interobserver ones (0.832,
+  0.865): ICC(A,1) counts a systematic difference between readings as disagreement.
+- ``boundary_sd``, ``edge_level_sd`` and ``end_slice`` set the within-subject variation, Table 2's wCV: about
+  15 % for haematomas, whose outer margin in the wall is ill-defined, and about 11 % for calcifications, which
+  the study found more reproducible (ICC 0.885–0.969 against 0.712–0.865) and easier to identify
+  (Discussion). O1 re-drew calcifications more consistently than O2 (intraobserver wCV 6.5 % against
+  12.7 %), both observers haematomas about equally (18.7 % and 16.1 %): O1 never adds or drops an end slice
+  of a calcification and judges its rim with less noise.
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ EDGE, SIGMA = 0.4, 0.25
 
 
 def _profile(**changes):
-    values = dict(edge_level={"hematoma": EDGE, "calcification": EDGE}, edge_level_sd={"hematoma": 0.0, "calcification": 0.0},
-                  second_reading_shift={"hematoma": 0.0, "calcification": 0.0},
-                  boundary_sd={"hematoma": SIGMA, "calcification": SIGMA}, end_slice={"hematoma": 0.0, "calcification": 0.0})
+    def both(value):
+        return {"hematoma": value, "calcification": value}
+
+    values = dict(edge_level=both(EDGE), edge_level_sd=both(0.0), second_reading_shift=both(0.0),
+                  boundary_sd=both(SIGMA), end_slice=both(0.0))
     values.update(changes)
     return ObserverProfile("T", **values)
 
