@@ -26,28 +26,15 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from QSMReproducibilityLib.demo import cohort, read_case
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Python"))
 from paper_tables import compare_with_paper  # noqa: E402  (the paper's published values)
-
-@dataclass(frozen=True)
-class _Reading:
-    """What :func:`QSMReproducibilityLib.radiomics.features_for_reading` reads of a study reading."""
-
-    case_id: str
-    lesion_type: str
-    observer: str
-    reading: int
-    qsm_path: str
-    segmentation_path: str
-
 
 def _reconstruct(task) -> str:
     """Simulate and reconstruct one case into the cache (kept: QSM and truth; dropped: the GRE echoes)."""
@@ -78,8 +65,9 @@ def _read_and_extract(task) -> list[dict]:
     extractor = make_extractor()
     rows = []
     for r in readings:
-        rows.extend(features_for_reading(_Reading(task.case_id, task.lesion_type, r["observer"], r["reading"],
-                                                  str(qsm_path), r["path"]), extractor))
+        reading = SimpleNamespace(case_id=task.case_id, lesion_type=task.lesion_type, observer=r["observer"],
+                                  reading=r["reading"], qsm_path=str(qsm_path), segmentation_path=r["path"])
+        rows.extend(features_for_reading(reading, extractor))
     return rows
 
 
