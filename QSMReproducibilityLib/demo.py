@@ -57,11 +57,8 @@ def cohort(n_cases: int, seed: int, work_dir: Path, method: str = "star", full_f
 
 def simulate_and_read(task: CaseTask) -> dict:
     """Simulate, reconstruct and read one case; returns what the study store needs (picklable)."""
-    from .io import load_volume
-    from .observers import DEFAULT_OBSERVERS, simulate_reading
     from .phantom import simulate_case
     from .recon.pipeline import reconstruct_path
-    from .segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
 
     case_dir = Path(task.case_dir)
     case = simulate_case(task.case_id, task.lesion_type, seed=task.seed, out_dir=case_dir / "gre",
@@ -69,8 +66,26 @@ def simulate_and_read(task: CaseTask) -> dict:
     qsm_path = case_dir / "qsm.nii.gz"
     mask_path = case_dir / "mask.nii.gz"
     reconstruct_path(case.anat_dir, qsm_path, mask_out=mask_path, method=task.method, background_method=task.background)
-    labels, affine = load_volume(case.labels_path)
+    readings = read_case(task, case.sides, case.labels_path, qsm_path)
+    return dict(case_id=task.case_id, lesion_type=task.lesion_type, qsm=str(qsm_path), mask=str(mask_path),
+                gre=str(case.anat_dir), readings=readings, sides=case.sides, truth=case.lesion_chi_ppm)
+
+
+def read_case(task: CaseTask, sides, labels_path, qsm_path) -> list[dict]:
+    """The simulated observers read one reconstructed case: one ``.seg.nrrd`` per observer x reading.
+
+    The observers draw on the reconstructed QSM (``qsm_path``); the truth labels (``labels_path``) only
+    tell them where the lesion is and where the ventricles are (:func:`.observers.simulate_reading`).
+    Returns the readings' paths and historical dates, in reading order.
+    """
+    from .io import load_volume
+    from .observers import DEFAULT_OBSERVERS, simulate_reading
+    from .segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+
+    case_dir = Path(task.case_dir)
+    labels, affine = load_volume(labels_path)
     labels = labels.astype(np.int16)
+    qsm, _ = load_volume(qsm_path)
     vox = np.sqrt((affine[:3, :3] ** 2).sum(0))
     rng = np.random.default_rng(task.seed + 1)
     readings = []
@@ -79,16 +94,15 @@ def simulate_and_read(task: CaseTask) -> dict:
         for number in (1, 2):
             started = first if number == 1 else first + dt.timedelta(days=int(rng.integers(62, 120)))
             finished = started + dt.timedelta(minutes=int(rng.integers(4, 25)))
-            masks = simulate_reading(labels, task.lesion_type, case.sides, profile, vox, rng)
+            masks = simulate_reading(qsm, labels, task.lesion_type, sides, profile, vox, rng, reading=number)
             tags = reading_tags(observer=profile.observer_id, reading=number, case_id=task.case_id,
                                 session_uid=str(uuid.UUID(int=int(rng.integers(0, 2**63)))), status="finished")
-            specs = [lesion_segment(side, task.lesion_type, tags) for side in case.sides] + [csf_segment(tags)]
+            specs = [lesion_segment(side, task.lesion_type, tags) for side in sides] + [csf_segment(tags)]
             seg_path = case_dir / "readings" / f"{profile.observer_id}_r{number}.seg.nrrd"
             write_seg_nrrd(seg_path, masks, affine, specs)
             readings.append(dict(observer=profile.observer_id, reading=number, path=str(seg_path),
                                  started=started.isoformat(), finished=finished.isoformat()))
-    return dict(case_id=task.case_id, lesion_type=task.lesion_type, qsm=str(qsm_path), mask=str(mask_path),
-                gre=str(case.anat_dir), readings=readings, sides=case.sides, truth=case.lesion_chi_ppm)
+    return readings
 
 
 def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star", background: str = "vsharp",

@@ -70,3 +70,15 @@ def test_demo_agreement_is_higher_for_calcifications_than_haematomas(demo_dir):
     mean_qsm = table2[table2.feature == "qsm_mean"].pivot(index="comparison", columns="lesion_type", values="icc")
     assert len(mean_qsm) == 5
     assert (mean_qsm["calcification"] > mean_qsm["hematoma"]).all(), mean_qsm
+
+
+@pytest.mark.slow
+def test_demo_tables_match_the_papers(demo_dir):
+    """The demo's Tables 1-3 against Park et al. 2023 (targets in paper_tables.py): Table 1 within 0.05 ppm,
+    Table 2 mostly inside the paper's 95 % CIs, and calcifications with more stable features than haematomas."""
+    from paper_tables import compare_with_paper
+
+    lines, met = compare_with_paper(pd.read_csv(demo_dir / "table1_qsm_values.csv"),
+                                    pd.read_csv(demo_dir / "table2_qsm_agreement.csv"),
+                                    pd.read_csv(demo_dir / "table3_stable_features.csv"))
+    assert all(met.values()), "\n".join(lines)
