@@ -108,6 +108,18 @@ def vsharp(
     return LocalField(local_full, done_full)
 
 
+def _padded_dipole_problem(mask: np.ndarray, voxel_size_mm, b0_dir, pad_mm: float):
+    """The mask's bounding box, the mask on it, the FFT grid padded by ``pad_mm`` and its dipole kernel."""
+    from .inversion import mask_bounding_box
+
+    if not mask.any():
+        raise ReconstructionError("the brain mask is empty; choose another mask candidate")
+    box = mask_bounding_box(mask)
+    inside = mask[box]
+    grid = kernels.fast_shape(inside.shape, [int(np.ceil(pad_mm / float(v))) for v in voxel_size_mm])
+    return box, inside, grid, kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
+
+
 def pdf(
     total_field: np.ndarray,
     mask: np.ndarray,
@@ -134,17 +146,11 @@ def pdf(
     mask : (X, Y, Z) bool region of valid phase.
     b0_dir : B0 direction in the voxel frame.
     """
-    from .inversion import mask_bounding_box
     from .solvers import conjugate_gradient
 
     mask = mask.astype(bool)
-    if not mask.any():
-        raise ReconstructionError("the brain mask is empty; choose a lower mask threshold")
-    box = mask_bounding_box(mask)
-    inside = mask[box]
+    box, inside, grid, d = _padded_dipole_problem(mask, voxel_size_mm, b0_dir, pad_mm)
     shape = inside.shape
-    grid = kernels.fast_shape(shape, [int(np.ceil(pad_mm / float(v))) for v in voxel_size_mm])
-    d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
     w = inside.astype(np.float32) if weight is None else (np.asarray(weight)[box] * inside).astype(np.float32)
     w2 = kernels.pad(w * w, grid)
     outside = ~kernels.pad(inside, grid)  # where background sources may be: everywhere but the mask
@@ -201,17 +207,11 @@ def tfi(
     pad_mm : room around the mask's bounding box for background sources.
     iterations : conjugate-gradient iterations.
     """
-    from .inversion import mask_bounding_box
     from .solvers import conjugate_gradient
 
     mask = mask.astype(bool)
-    if not mask.any():
-        raise ReconstructionError("the brain mask is empty; choose another mask candidate")
-    box = mask_bounding_box(mask)
-    inside = mask[box]
+    box, inside, grid, d = _padded_dipole_problem(mask, voxel_size_mm, b0_dir, pad_mm)
     shape = inside.shape
-    grid = kernels.fast_shape(shape, [int(np.ceil(pad_mm / float(v))) for v in voxel_size_mm])
-    d = kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
     measured = kernels.pad(inside, grid)
     p = np.where(measured, np.float32(1), np.float32(preconditioner))
 
