@@ -38,7 +38,7 @@ def test_demo_writes_the_contracted_outputs(demo_dir):
     sheets = load_workbook(demo_dir / "agreement.xlsx", read_only=True).sheetnames
     assert len(sheets) >= 3
     # The report states the reconstruction the demo used: the study's chain, with references.
-    html = (demo_dir / "report.html").read_text()
+    html = (demo_dir / "report.html").read_text(encoding="utf-8")
     assert "V-SHARP (Wu et al. 2012" in html and "STAR-QSM" in html and "BET" in html
 
 

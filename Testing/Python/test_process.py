@@ -60,11 +60,14 @@ def cohort(tmp_path_factory):
         case = simulate_case(case_id, lesion_type, seed=100 + number, out_dir=root / case_id, shape=(96, 96, 24))
         labels, affine = load_volume(case.labels_path)
         labels = labels.astype(np.int16)
+        # The readers draw on the true χ here: these cases get their QSM only later, from `study process`.
+        chi = load_volume(case.chi_path)[0]
         rng = np.random.default_rng(number)
         readings = []
         for profile in DEFAULT_OBSERVERS:
             for reading in (1, 2):
-                masks = simulate_reading(labels, lesion_type, case.sides, profile, (0.72, 0.72, 2.0), rng)
+                masks = simulate_reading(chi, labels, lesion_type, case.sides, profile, (0.72, 0.72, 2.0), rng,
+                                         reading=reading)
                 tags = reading_tags(observer=profile.observer_id, reading=reading, case_id=case_id,
                                     session_uid=f"{case_id}{profile.observer_id}{reading}", status="finished")
                 specs = [lesion_segment(side, lesion_type, tags) for side in case.sides] + [csf_segment(tags)]
@@ -305,7 +308,7 @@ def test_scheduler_and_workers_as_processes_a_worker_killed_mid_reconstruction_a
     assert f"Dask cluster at {dask_cluster}" in proc.stdout
     assert f"Report: {study_dir / 'report' / 'report.html'}" in proc.stdout
     # The report states the reconstruction the study's cases had (the library's default chain).
-    html = (study_dir / "report" / "report.html").read_text()
+    html = (study_dir / "report" / "report.html").read_text(encoding="utf-8")
     assert "total-field fit" in html and "Liu et al. 2017" in html and "STAR-QSM" in html
     assert (study_dir / "report" / "features.csv").read_bytes() == \
         (serial["dir"] / "report" / "features.csv").read_bytes()

@@ -38,12 +38,13 @@ def simulate(n_cases: int, work: Path) -> list[dict]:
         case = simulate_case(task.case_id, task.lesion_type, seed=task.seed, out_dir=work / task.case_id,
                              full_fov=True)
         labels, affine = load_volume(case.labels_path)
+        chi = load_volume(case.chi_path)[0]  # the readers draw on the true χ: the QSMs come from `study process`
         rng = np.random.default_rng(task.seed + 1)
         readings = []
         for profile in DEFAULT_OBSERVERS:
             for number in (1, 2):
-                masks = simulate_reading(labels.astype(np.int16), task.lesion_type, case.sides, profile,
-                                         np.sqrt((affine[:3, :3] ** 2).sum(0)), rng)
+                masks = simulate_reading(chi, labels.astype(np.int16), task.lesion_type, case.sides, profile,
+                                         np.sqrt((affine[:3, :3] ** 2).sum(0)), rng, reading=number)
                 tags = reading_tags(observer=profile.observer_id, reading=number, case_id=task.case_id,
                                     session_uid=f"{task.case_id}{profile.observer_id}{number}", status="finished")
                 specs = [lesion_segment(s, task.lesion_type, tags) for s in case.sides] + [csf_segment(tags)]
