@@ -102,6 +102,27 @@ def read_progress(study_dir) -> dict | None:
         return None
 
 
+def describe_progress(progress: dict | None, *, blinded: bool = False) -> str:
+    """One line for a front that shows a study's processing: "" when none has run.
+
+    ``blinded`` (the reading station) leaves out the readings' counts and the owner's host: a reader must not
+    learn how far the other readings are.
+    """
+    if not progress:
+        return ""
+    counts = progress.get("counts") or {}
+    done = f"{counts.get('reconstructed', 0)} of {counts.get('reconstruct', 0)} reconstructions"
+    if not blinded:
+        done += f", {counts.get('features_done', 0)} of {counts.get('features', 0)} readings' features"
+    if counts.get("failed"):
+        done += f", {counts['failed']} failed"
+    if progress.get("state") == "running":
+        where = "" if blinded else f" (on {progress.get('host', '?')})"
+        return (f"Study processing: {round(100 * float(progress.get('fraction') or 0))} % ({done}); about "
+                f"{format_duration(progress.get('eta_s'))} left{where}")
+    return f"Study processing {progress.get('state', '?')} at {progress.get('updated_at', '?')} ({done})"
+
+
 def format_duration(seconds: float | None) -> str:
     """``"1 h 02 min"``, ``"3 min 05 s"``, ``"42 s"``; ``"?"`` when unknown."""
     if seconds is None:

@@ -11,6 +11,7 @@ decides every rule. Refusals are shown on the page in the store's words, never o
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -72,6 +73,8 @@ EFFECTS = (
     ("threshold", "Threshold", "mdi-auto-fix", SegmentationEffectThreshold),
     ("islands", "Islands", "mdi-scatter-plot", SegmentationEffectIslands),
 )
+PROCESSING_POLL_S = 2.0
+"""How often the page re-reads the progress of `qsmrepro study process` on the study."""
 STATE_COLORS = {"ready": "primary", "in progress": "warning", "wash-out": "grey", "done": "success"}
 
 
@@ -147,6 +150,7 @@ class ReadingStation(TrameApp):
         self.layout_manager.set_layout(LAYOUT_ID)
         self._connect_editor()
         self._refresh_cases()
+        self.ctrl.on_server_ready.add(self._watch_processing)
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class ReadingStation(TrameApp):
         state.error = ""
         state.notice = ""
         state.confirm_close = False
+        state.processing = ""
 
     def _connect_editor(self) -> None:
         self.editor.segmentation_modified.connect(self._update_counts)
@@ -184,6 +189,23 @@ class ReadingStation(TrameApp):
              "can_start": row.state in ("ready", "in progress", "wash-out")}
             for row in self.study.case_status(self.observer)
         ]
+
+    def _processing_text(self) -> str:
+        from ..process.run import describe_progress, read_progress
+
+        return describe_progress(read_progress(self.study.root), blinded=True)
+
+    def _watch_processing(self, **_) -> None:
+        """Show the progress of `qsmrepro study process` on this study, as its owner writes it (every 2 s)."""
+        async def watch():
+            while True:
+                text = self._processing_text()
+                if text != self.state.processing:
+                    with self.state:
+                        self.state.processing = text
+                await asyncio.sleep(PROCESSING_POLL_S)
+
+        asyncio.get_event_loop().create_task(watch())
 
     def _update_counts(self, *_args) -> None:
         if self.reading is None:
@@ -360,6 +382,7 @@ class ReadingStation(TrameApp):
         with v3.VCard(variant="flat"):
             v3.VCardTitle("Your cases")
             v3.VCardSubtitle("Only your own readings are counted here.")
+            html.Div("{{ processing }}", id="processing", v_show=("processing",), classes="text-caption mx-4")
             with v3.VCardActions():
                 v3.VBtn("Next case", id="next-case", color="primary", variant="flat",
                         prepend_icon="mdi-play", click=self.start_next)

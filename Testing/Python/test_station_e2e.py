@@ -210,3 +210,27 @@ def test_a_second_observers_station_never_offers_the_first_observers_reading(sta
     with Study.open(study_dir) as study:
         assert [s.case_id for s in study.open_sessions("O2")] == [first.case_id]   # closed, not finished
         assert len(study.readings()) == 1
+
+
+def test_the_page_shows_study_processing_without_the_readings_counts(station_o1, chromium, study_dir):
+    """While `qsmrepro study process` runs, the page shows its progress as the owner writes it; a reader
+    does not learn how many readings exist."""
+    import json
+
+    from QSMReproducibilityLib.process.run import PROCESSING_DIR, PROGRESS_FILE
+
+    progress = {"state": "running", "fraction": 0.4, "message": "", "eta_s": 125.0, "host": "cluster-head",
+                "counts": {"reconstruct": 5, "reconstructed": 2, "features": 8, "features_done": 3, "failed": 0}}
+    target = study_dir / PROCESSING_DIR / PROGRESS_FILE
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(progress), encoding="utf-8")
+    try:
+        page = _open(chromium, station_o1)
+        page.wait_for_function("document.querySelector('#processing') && "
+                               "document.querySelector('#processing').innerText.includes('40 %')", timeout=15000)
+        text = page.inner_text("#processing")
+        assert text == "Study processing: 40 % (2 of 5 reconstructions); about 2 min 05 s left"
+        assert "readings" not in text and "cluster-head" not in page.content()
+        page.close()
+    finally:
+        target.unlink()
