@@ -52,7 +52,7 @@ import pandas as pd
 from scipy import special
 
 from .errors import AgreementError
-from .progress import ProgressCallback, report
+from .progress import ProgressCallback, notify
 
 __all__ = [
     "ICC_FORMS",
@@ -1103,7 +1103,7 @@ def analyze_study(features: pd.DataFrame, *, threshold: float = 0.85, icc_form: 
     if not -1.0 < threshold < 1.0:
         raise AgreementError(f"the stability threshold must lie between -1 and 1, got {threshold}")
 
-    report(progress, 0.0, "checking the feature table")
+    notify(progress, 0.0, "checking the feature table")
     table = validate_feature_table(features, source=source)
     observers = tuple(sorted(set(table["observer"])))
     slot_of_observer = {observers[0]: 1, observers[1]: 2}
@@ -1132,7 +1132,7 @@ def analyze_study(features: pd.DataFrame, *, threshold: float = 0.85, icc_form: 
     slot_index = {slot: i for i, slot in enumerate(_SLOTS)}
     for number, (lesion_type, feature) in enumerate(groups):
         if number % 20 == 0:
-            report(progress, 0.05 + 0.85 * number / max(len(groups), 1),
+            notify(progress, 0.05 + 0.85 * number / max(len(groups), 1),
                    f"agreement of {feature} ({lesion_type})")
         values = wide_groups.get((lesion_type, feature))
         if values is None:
@@ -1161,7 +1161,7 @@ def analyze_study(features: pd.DataFrame, *, threshold: float = 0.85, icc_form: 
                                    zip(feature_agreement["ccc_reason"], feature_agreement["icc_reason"])]
     feature_agreement = feature_agreement.drop(columns=["ccc_reason", "icc_reason"])
 
-    report(progress, 0.92, "QSM agreement tables")
+    notify(progress, 0.92, "QSM agreement tables")
     table2 = _table2(wide, lesion_types, icc_form, alpha)
     bland = _bland_altman_table(wide, lesion_types, alpha)
     table3 = _table3(feature_agreement, lesion_types, threshold)
@@ -1171,7 +1171,7 @@ def analyze_study(features: pd.DataFrame, *, threshold: float = 0.85, icc_form: 
         raise AgreementError(
             f"{source}: no agreement statistic could be computed for any feature; most common reason: "
             f"{reasons.index[0] if len(reasons) else 'unknown'}")
-    report(progress, 1.0, "agreement analysis done")
+    notify(progress, 1.0, "agreement analysis done")
     return StudyAgreement(observers=observers, lesion_types=lesion_types, threshold=threshold,
                           icc_form=icc_form, alpha=alpha, cohort=cohort, table1=table1, table2=table2,
                           table3=table3, feature_agreement=feature_agreement, bland_altman=bland,

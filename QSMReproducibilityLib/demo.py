@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .progress import ProgressCallback, report, sub_progress
+from .progress import ProgressCallback, notify, sub_progress
 
 STUDY_HEMATOMA_FRACTION = 36 / 61
 MIN_CASES = 5
@@ -135,7 +135,7 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
     study = Study.create(study_dir, seed=seed)
     observers_added = set()
     stage = sub_progress(progress, 0.0, 0.75)
-    report(stage, 0.0, f"simulating and reconstructing {len(tasks)} cases")
+    notify(stage, 0.0, f"simulating and reconstructing {len(tasks)} cases")
     with ProcessPoolExecutor(workers) as pool:
         for i, case in enumerate(pool.map(simulate_and_read, tasks)):
             study.add_case(case["case_id"], case["lesion_type"], case["qsm"], mask_path=case["mask"],
@@ -146,10 +146,10 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
                     observers_added.add(r["observer"])
                 study.import_reading(case["case_id"], r["observer"], r["reading"], r["path"],
                                      started_at=r["started"], finished_at=r["finished"])
-            report(stage, (i + 1) / len(tasks), f"case {case['case_id']} reconstructed and read")
+            notify(stage, (i + 1) / len(tasks), f"case {case['case_id']} reconstructed and read")
     features = extract_readings(study.readings(), progress=sub_progress(progress, 0.75, 0.92), workers=workers)
     features_path = write_feature_table(features, out_dir / "features.csv")
-    report(progress, 0.92, "agreement statistics and report")
+    notify(progress, 0.92, "agreement statistics and report")
     from .recon.pipeline import methods_settings, reconstruction_record
 
     settings = {"cohort": f"synthetic, {n_cases} cases, seed {seed}, "
@@ -158,5 +158,5 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
                 "readings": "2 simulated observers x 2 readings, imported with historical dates"}
     outputs = write_report(features, out_dir, settings=settings, progress=sub_progress(progress, 0.92, 1.0))
     outputs = {**outputs, "features": features_path, "study": study_dir}
-    report(progress, 1.0, "demo done")
+    notify(progress, 1.0, "demo done")
     return outputs

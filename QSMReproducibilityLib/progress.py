@@ -15,7 +15,7 @@ from .errors import Cancelled
 ProgressCallback = Callable[[float, str], Optional[bool]]
 
 
-def report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
+def notify(progress: ProgressCallback | None, fraction: float, message: str) -> None:
     """Send one progress update; raise :class:`Cancelled` if the callback asks to stop."""
     if progress is None:
         return

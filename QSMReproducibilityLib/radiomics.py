@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, RadiomicsError
-from .progress import ProgressCallback, report
+from .progress import ProgressCallback, notify
 
 log = logging.getLogger(__name__)
 
@@ -447,12 +447,12 @@ def extract_readings(readings, *, params_path=None, progress: ProgressCallback |
         raise RadiomicsError("there are no finished readings to extract features from")
     workers = max(1, min(workers or os.cpu_count() or 1, len(readings)))
     rows = []
-    report(progress, 0.0, f"radiomics: {len(readings)} readings")
+    notify(progress, 0.0, f"radiomics: {len(readings)} readings")
     if workers == 1:
         _init_worker(params_path)
         for i, r in enumerate(readings):
             rows.extend(features_for_reading(r))
-            report(progress, (i + 1) / len(readings), f"radiomics {r.case_id} {r.observer} R{r.reading}")
+            notify(progress, (i + 1) / len(readings), f"radiomics {r.case_id} {r.observer} R{r.reading}")
     else:
         make_extractor(params_path)  # fail early, in this process, on a bad parameter file
         plain = [_PlainReading.of(r) for r in readings]
@@ -462,7 +462,7 @@ def extract_readings(readings, *, params_path=None, progress: ProgressCallback |
         try:
             for i, part in enumerate(pool.map(_worker, plain, chunksize=chunksize)):
                 rows.extend(part)
-                report(progress, (i + 1) / len(plain), f"radiomics {plain[i].case_id} {plain[i].observer} R{plain[i].reading}")
+                notify(progress, (i + 1) / len(plain), f"radiomics {plain[i].case_id} {plain[i].observer} R{plain[i].reading}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return _complete(pd.DataFrame(rows, columns=FEATURE_COLUMNS))

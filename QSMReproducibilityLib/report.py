@@ -35,7 +35,7 @@ import pandas as pd
 from . import __version__
 from .agreement import COMPARISONS, RADIOMICS_CLASSES, StudyAgreement, analyze_study, validate_feature_table
 from .errors import InputError
-from .progress import ConsoleProgress, ProgressCallback, report, sub_progress
+from .progress import ConsoleProgress, ProgressCallback, notify, sub_progress
 from .report_figures import (CLASS_LABELS, FIGURE_DPI, bland_altman_png, feature_label, heatmap_png,
                              lesion_label)
 
@@ -112,11 +112,11 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
     study = analyze_study(features, threshold=threshold, icc_form=icc_form, source=source,
                           progress=sub_progress(progress, 0.0, 0.45))
 
-    report(progress, 0.5, "drawing Figure 3 (feature heatmap)")
+    notify(progress, 0.5, "drawing Figure 3 (feature heatmap)")
     figures: dict[str, bytes] = {"figure3": heatmap_png(study.feature_agreement, study.lesion_types,
                                                         study.threshold, study.icc_form)}
     for number, lesion_type in enumerate(study.lesion_types):
-        report(progress, 0.6 + 0.1 * number / max(len(study.lesion_types), 1),
+        notify(progress, 0.6 + 0.1 * number / max(len(study.lesion_types), 1),
                f"drawing Bland-Altman plots ({lesion_type})")
         if "qsm_mean" in set(study.wide.index.get_level_values("feature")):
             figures[f"bland_altman_{lesion_type}"] = bland_altman_png(study.wide, study.bland_altman,
@@ -125,18 +125,18 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
     file_names.update({key: f"{_safe_name(key)}.png" for key in figures if key != "figure3"})
     contents: dict[str, tuple[str, bytes]] = {key: (file_names[key], png) for key, png in figures.items()}
 
-    report(progress, 0.75, "tables (CSV, XLSX)")
+    notify(progress, 0.75, "tables (CSV, XLSX)")
     for key, csv_name, _sheet, attribute in _TABLES:
         contents[key] = (csv_name, getattr(study, attribute).to_csv(index=False).encode("utf-8"))
     contents["agreement_xlsx"] = ("agreement.xlsx", _xlsx_bytes(study, settings))
 
-    report(progress, 0.85, "report.html")
+    notify(progress, 0.85, "report.html")
     document = render_html(study, figures, settings=settings)
     contents["report_html"] = ("report.html", document.encode("utf-8"))
 
-    report(progress, 0.95, f"writing the report into {out}")
+    notify(progress, 0.95, f"writing the report into {out}")
     _publish(out, dict(contents.values()))
-    report(progress, 1.0, "report written")
+    notify(progress, 1.0, "report written")
     return {key: out / name for key, (name, _data) in contents.items()}
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import AgreementError, Cancelled, InputError, QSMReproError, ReadingError
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, notify
 from .tasks import (KEY_CHARS, FeatureTask, ReconTask, TaskResult, features_key, file_sha256, recon_key,
                     recon_output, run_features, run_recon)
 
@@ -191,7 +191,7 @@ class _Progress:
         if force or state != "running" or now - self._written >= _SNAPSHOT_INTERVAL_S:
             self._written = now
             self._write(fraction, message, state)
-        report(self._callback, fraction, message)
+        notify(self._callback, fraction, message)
 
     def record(self, message: str, state: str) -> None:
         """Write the final state of a run that stopped (failed, cancelled) without calling the callback again."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ReconstructionError
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, notify
 from . import kernels
 
 VSHARP_RADII_MM = (12.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0)
@@ -78,7 +78,7 @@ def vsharp(
     local = np.zeros(shape, np.float32)
     done = np.zeros(shape, bool)
     for i, radius in enumerate(radii):
-        report(progress, i / (len(radii) + 1), f"V-SHARP radius {radius:g} mm")
+        notify(progress, i / (len(radii) + 1), f"V-SHARP radius {radius:g} mm")
         s_k = kernels.smv_kernel_k(grid, voxel_size_mm, radius)
         spectrum = mask_k * s_k
         new = kernels.crop(kernels.irfftn(spectrum, grid), shape) > 0.999
@@ -95,12 +95,12 @@ def vsharp(
         raise ReconstructionError(
             f"the brain mask is too thin for V-SHARP: no voxel has a {radii[-1]:g} mm sphere inside it"
         )
-    report(progress, len(radii) / (len(radii) + 1), "V-SHARP deconvolution")
+    notify(progress, len(radii) / (len(radii) + 1), "V-SHARP deconvolution")
     padded = kernels.fast_shape(shape, [int(np.ceil(radii[0] / float(v))) + 1 for v in voxel_size_mm])
     kernel = 1.0 - kernels.smv_kernel_k(padded, voxel_size_mm, radii[0])
     inverse = np.where(np.abs(kernel) > threshold, 1.0 / np.where(kernel == 0, 1, kernel), 0.0).astype(np.float32)
     local = kernels.crop(kernels.apply_k(kernels.pad(local, padded), inverse), shape) * done
-    report(progress, 1.0, "V-SHARP done")
+    notify(progress, 1.0, "V-SHARP done")
     local_full = np.zeros(full_shape, np.float32)
     done_full = np.zeros(full_shape, bool)
     local_full[box] = local
@@ -168,7 +168,7 @@ def pdf(
     chi_b = conjugate_gradient(normal_operator, rhs, iterations=iterations, tolerance=tolerance,
                                progress=progress, label="PDF")
     local = kernels.crop(field - kernels.apply_k(chi_b, d), shape) * inside
-    report(progress, 1.0, "PDF done")
+    notify(progress, 1.0, "PDF done")
     local_full = np.zeros(total_field.shape, np.float32)
     local_full[box] = local
     return LocalField(local_full, mask.copy())
@@ -231,7 +231,7 @@ def tfi(
     y *= p
     y[measured] = 0  # keep the background sources only
     local = kernels.crop(field - kernels.apply_k(y, d), shape) * inside
-    report(progress, 1.0, "background from the total-field fit done")
+    notify(progress, 1.0, "background from the total-field fit done")
     local_full = np.zeros(total_field.shape, np.float32)
     local_full[box] = local
     return LocalField(local_full, mask.copy())
@@ -287,12 +287,12 @@ def lbv(
     # −∇²x = ∇²g on the interior, g = the field on the boundary; then f_B = x + g.
     rhs = -_negative_laplacian(boundary_values, inv_h2, interior)
     rhs[~interior] = 0
-    report(progress, 0.0, "LBV")
+    notify(progress, 0.0, "LBV")
     background = conjugate_gradient(lambda p: _negative_laplacian(p, inv_h2, interior), rhs,
                                     iterations=iterations, tolerance=tolerance, progress=progress, label="LBV")
     background += boundary_values
     local = np.where(interior, field - background, np.float32(0))[1:-1, 1:-1, 1:-1]
-    report(progress, 1.0, "LBV done")
+    notify(progress, 1.0, "LBV done")
     local_full = np.zeros(total_field.shape, np.float32)
     mask_full = np.zeros(total_field.shape, bool)
     local_full[box] = local

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from ..errors import ReconstructionError
-from ..progress import ProgressCallback, report, sub_progress
+from ..progress import ProgressCallback, notify, sub_progress
 
 ITERATIONS = 1000
 """Surface updates (Smith 2002 used 1000)."""
@@ -169,7 +169,7 @@ def bet_surfaces(
     edge_a, edge_b = all_faces[:, 1], all_faces[:, 0]
     for it in range(iterations):
         if it % 50 == 0:
-            report(progress, it / iterations, "brain extraction (BET surface)")
+            notify(progress, it / iterations, "brain extraction (BET surface)")
         face_normals = np.cross(v[all_faces[:, 1]] - v[all_faces[:, 0]], v[all_faces[:, 2]] - v[all_faces[:, 0]])
         normals = vertex_faces @ face_normals
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
@@ -198,7 +198,7 @@ def bet_surfaces(
         f3 = (2.0 * (i_min - t_local) / np.maximum(i_max - t2, 1e-12)).ravel()
         v = v + 0.5 * st + f2[:, None] * sn + (0.05 * f3 * el)[:, None] * normals  # eq. 10
         np.clip(v, lower, upper, out=v)
-    report(progress, 1.0, "brain extraction done")
+    notify(progress, 1.0, "brain extraction done")
     return v.reshape(n_batch, n_vert, 3), faces, landmarks
 
 
@@ -252,5 +252,5 @@ def bet_masks(
     surfaces, faces, _ = bet_surfaces(image, voxel_size_mm, fractional_thresholds, iterations=iterations,
                                       progress=sub_progress(progress, 0.0, 0.9))
     masks = [surface_to_mask(s, faces, image.shape, voxel_size_mm) for s in surfaces]
-    report(progress, 1.0, "brain masks done")
+    notify(progress, 1.0, "brain masks done")
     return masks

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, notify
 from . import kernels
 
 INVERSION_PAD_MM = 12.0
@@ -284,7 +284,7 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
         np.subtract(work, v_s2, out=s2)  # s₂ + F⁻¹D̂Fχ − v
         v_s2 -= s2
         del dchi
-        report(progress, (it + 1) / iterations, f"{regulariser.upper()} iteration {it + 1}")
+        notify(progress, (it + 1) / iterations, f"{regulariser.upper()} iteration {it + 1}")
         if check and change < tolerance:
             break
     return chi
@@ -364,6 +364,6 @@ def star_qsm(
     rest = None if progress is None else (lambda f, m: progress(0.5 + 0.5 * f, m))
     weak = _admm_padded(residual, w2, d, grid, voxel_size_mm, regulariser="tv",
                         alpha=alpha_tv, iterations=iterations, tolerance=1e-3, progress=rest)
-    report(progress, 1.0, "STAR-QSM done")
+    notify(progress, 1.0, "STAR-QSM done")
     weak += strong
     return kernels.crop(weak, local_ppm.shape) * mask

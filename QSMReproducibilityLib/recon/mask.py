@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError, ReconstructionError
-from ..progress import ProgressCallback, report, sub_progress
+from ..progress import ProgressCallback, notify, sub_progress
 from . import bet
 
 MASK_METHODS = ("bet", "threshold")
@@ -210,7 +210,7 @@ def candidate_masks(
         if not 0 <= i < len(fractions):
             raise InputError(f"mask index {i} out of range 0…{len(fractions) - 1}")
     masks: list = [None] * len(fractions)
-    report(progress, 0.0, "computing candidate brain masks")
+    notify(progress, 0.0, "computing candidate brain masks")
     if method == "bet":
         image = bet_image(magnitude)
         signal = signal_mask(image)
@@ -224,5 +224,5 @@ def candidate_masks(
         if not m.any():
             raise ReconstructionError(f"{describe_candidate(method, fractions[i], i)} is empty")
         masks[i] = m
-    report(progress, 1.0, "candidate brain masks done")
+    notify(progress, 1.0, "candidate brain masks done")
     return MaskCandidates(tuple(float(f) for f in fractions), tuple(masks), default_index(method), method)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError, ReconstructionError
 from ..io import GreSeries, check_output_path, load_gre, load_nifti_gre, load_volume, save_nifti
-from ..progress import ProgressCallback, report, sub_progress
+from ..progress import ProgressCallback, notify, sub_progress
 from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
 from .background import VSHARP_RADII_MM
 
@@ -146,7 +146,7 @@ def estimate_field(
     notes = []
     t0 = time.perf_counter()
 
-    report(progress, 0.0, "computing the brain mask")
+    notify(progress, 0.0, "computing the brain mask")
     fractions = masks.candidate_fractions(params.mask_method)
     if user_mask is not None:
         user_mask = np.asarray(user_mask, bool)
@@ -175,7 +175,7 @@ def estimate_field(
     magnitude, phase = gre.magnitude[box], gre.phase_rad[box]
 
     t = time.perf_counter()
-    report(progress, 0.1, "unwrapping phase")
+    notify(progress, 0.1, "unwrapping phase")
     if gre.n_echoes == 1:
         notes.append("single echo: spatial unwrapping (Laplacian + congruence), field = φ/(2π·TE)")
     if params.unwrap == "laplacian":
@@ -188,7 +188,7 @@ def estimate_field(
     total_ppm = fit.field_hz
     total_ppm /= np.float32(hz_per_ppm(gre.b0_tesla))
     seconds["unwrap_fit"] = time.perf_counter() - t
-    report(progress, 1.0, "field map done")
+    notify(progress, 1.0, "field map done")
     return FieldMap(total_ppm, brain, box, gre.shape, gre.affine, vox, gre.b0_dir, tuple(fractions), index,
                     tuple(notes), seconds)
 
@@ -236,7 +236,7 @@ def invert_field(
         chi = inversion.star_qsm(local.field, local.mask, vox, b0_dir, alpha_tv=params.tv_alpha, progress=inv_progress)
     seconds["inversion"] = time.perf_counter() - t
     seconds["total"] = sum(seconds.values())
-    report(progress, 1.0, "reconstruction done")
+    notify(progress, 1.0, "reconstruction done")
     return ReconResult(_uncrop(chi, box, shape), _uncrop(local.mask, box, shape), fieldmap.brain_mask,
                        _uncrop(local.field, box, shape), _uncrop(fieldmap.total_field_ppm, box, shape),
                        fieldmap.mask_fractions, fieldmap.mask_index, fieldmap.affine, params, fieldmap.notes, seconds)

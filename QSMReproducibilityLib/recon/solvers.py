@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, notify
 
 
 def conjugate_gradient(
@@ -40,7 +40,7 @@ def conjugate_gradient(
         residual -= a_dir
         del a_dir
         rr_new = float(np.dot(residual.ravel(), residual.ravel()))
-        report(progress, (it + 1) / iterations, f"{label} iteration {it + 1}")
+        notify(progress, (it + 1) / iterations, f"{label} iteration {it + 1}")
         direction *= np.float32(rr_new / rr)
         direction += residual
         rr = rr_new

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, notify
 from . import kernels
 
 STI_PAD_VOXELS = 12
@@ -130,11 +130,11 @@ def unwrap_echoes(
     te_s = np.asarray(te_s, dtype=np.float64)
     n_echoes = phase_rad.shape[-1]
     if n_echoes == 1:
-        report(progress, 0.0, "unwrapping single-echo phase spatially (Laplacian + congruence)")
+        notify(progress, 0.0, "unwrapping single-echo phase spatially (Laplacian + congruence)")
         yield unwrap_spatial(phase_rad[..., 0], voxel_size_mm)
         return
 
-    report(progress, 0.0, "estimating field from echo differences")
+    notify(progress, 0.0, "estimating field from echo differences")
     spacing = np.diff(te_s)
     delta_te = float(spacing.min())
     uniform = np.allclose(spacing, delta_te, rtol=1e-3)
@@ -150,12 +150,12 @@ def unwrap_echoes(
     del step, weight, part
     delta_phase = np.arctan2(im, re)
     del re, im
-    report(progress, 0.4, "unwrapping the echo-difference phase")
+    notify(progress, 0.4, "unwrapping the echo-difference phase")
     omega_rad_per_s = unwrap_spatial(delta_phase, voxel_size_mm)
     omega_rad_per_s /= np.float32(delta_te)
     del delta_phase
 
-    report(progress, 0.7, "unwrapping each echo against the field estimate")
+    notify(progress, 0.7, "unwrapping each echo against the field estimate")
     # A wrap of φ_1 itself shifts all echoes of that voxel by the same 2π, which moves the fitted
     # intercept, never the field.
     first = np.array(phase_rad[..., 0], dtype=np.float32)
@@ -165,4 +165,4 @@ def unwrap_echoes(
         np.multiply(omega_rad_per_s, np.float32(te_s[e] - te_s[0]), out=estimate)
         estimate += first
         yield congruent(phase_rad[..., e], estimate)
-    report(progress, 1.0, "unwrapping done")
+    notify(progress, 1.0, "unwrapping done")
