@@ -31,3 +31,11 @@ class AgreementError(QSMReproError):
 
 class Cancelled(QSMReproError):
     """The user cancelled a long-running operation."""
+
+
+def one_line(text) -> str:
+    """A message on one line: messages quoting a library's error (YAML, nibabel, SQLite) may span lines, and
+    the CLI prints every error as a single ``qsmrepro: error:`` line."""
+    import re
+
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()

@@ -10,7 +10,7 @@ writes into one folder:
   ``feature_agreement.csv``, ``bland_altman.csv``, ``missing_readings.csv``);
 - ``figure3_heatmap.png`` and ``bland_altman_<lesion type>.png``.
 
-:func:`add_cli` registers ``qsmrepro agreement FEATURES.csv -o DIR``.
+:mod:`QSMReproducibilityLib.cli.agreement` is its command, ``qsmrepro agreement FEATURES.csv -o DIR``.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .agreement import COMPARISONS, RADIOMICS_CLASSES, StudyAgreement, analyze_study, validate_feature_table
+from .agreement import COMPARISONS, RADIOMICS_CLASSES, StudyAgreement, analyze_study
 from .errors import InputError
-from .progress import ConsoleProgress, ProgressCallback, notify, sub_progress
+from .progress import ProgressCallback, notify, sub_progress
 from .report_figures import (CLASS_LABELS, FIGURE_DPI, bland_altman_png, feature_label, heatmap_png,
                              lesion_label)
 
-__all__ = ["write_report", "render_html", "software_versions", "add_cli", "CSV_FILES", "XLSX_SHEETS"]
+__all__ = ["write_report", "render_html", "software_versions", "read_feature_csv", "CSV_FILES", "XLSX_SHEETS"]
 
 # Output key -> (CSV file name, XLSX sheet name, StudyAgreement attribute).
 _TABLES = (
@@ -138,37 +138,6 @@ def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = Non
     _publish(out, dict(contents.values()))
     notify(progress, 1.0, "report written")
     return {key: out / name for key, (name, _data) in contents.items()}
-
-
-def add_cli(subparsers) -> None:
-    """Register ``qsmrepro agreement FEATURES.csv -o DIR [--threshold 0.85] [--icc-form A,1]``."""
-    from .agreement import ICC_FORMS
-
-    parser = subparsers.add_parser(
-        "agreement", help="intra- and interobserver agreement report from a feature table",
-        description="Compute ICC, wCV, Lin's CCC and Barnhart's overall CCC for the five comparisons of a "
-                    "two-observer, two-reading study and write report.html, agreement.xlsx, CSV tables and "
-                    "PNG figures into DIR.")
-    parser.add_argument("features", metavar="FEATURES.csv",
-                        help="long feature table (case_id, lesion_id, lesion_type, observer, reading, feature, "
-                             "value)")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--threshold", type=float, default=0.85,
-                        help="a feature is stable when CCC and ICC exceed this value (default 0.85)")
-    parser.add_argument("--icc-form", default="A,1", choices=ICC_FORMS,
-                        help="ICC form in McGraw & Wong's notation (default A,1 = Shrout-Fleiss ICC(2,1))")
-    parser.set_defaults(handler=_run_cli)
-
-
-def _run_cli(args) -> int:
-    path = Path(args.features)
-    features = read_feature_csv(path)
-    validate_feature_table(features, source=str(path))
-    with ConsoleProgress("agreement") as bar:
-        outputs = write_report(features, args.output, settings={"Feature table": str(path.resolve())},
-                               threshold=args.threshold, icc_form=args.icc_form, source=str(path), progress=bar)
-    print(outputs["report_html"].resolve())
-    return 0
 
 
 def read_feature_csv(path) -> pd.DataFrame:

@@ -136,7 +136,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _one_line(exc: BaseException) -> str:
+def _error_text(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     from ..errors import QSMReproError
 
@@ -217,7 +217,7 @@ def run_recon(task: ReconTask) -> TaskResult:
         staging = None
         return _result("reconstruction", task, label, started, ok=True, output=str(out))
     except Exception as exc:  # every failure of one case is reported, none stops the others
-        return _result("reconstruction", task, label, started, ok=False, error=_one_line(exc))
+        return _result("reconstruction", task, label, started, ok=False, error=_error_text(exc))
     finally:
         kernels.FFT_WORKERS = previous
         if staging is not None:
@@ -267,7 +267,7 @@ def run_features(task: FeatureTask) -> TaskResult:
             tmp.write_text(payload, encoding="utf-8")
         return _result("features", task, label, started, ok=True, output=str(out))
     except Exception as exc:
-        return _result("features", task, label, started, ok=False, error=_one_line(exc))
+        return _result("features", task, label, started, ok=False, error=_error_text(exc))
 
 
 def _plain(value):

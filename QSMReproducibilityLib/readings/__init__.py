@@ -1,12 +1,11 @@
 """Study store for blinded repeat readings: cases, observers, reading sessions, wash-out, audit log.
 
 See :mod:`QSMReproducibilityLib.readings.store` for the folder layout and the rules, and
-:func:`add_cli` for the ``qsmrepro study`` commands.
+:mod:`QSMReproducibilityLib.cli.study` for the ``qsmrepro study`` commands.
 """
 
-from .cli import add_cli
 from .inputs import PendingCase
 from .store import DB_NAME, CaseRecord, CaseStatus, ReadingRecord, ReadingSession, Study, gre_fingerprint
 
 __all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "PendingCase", "DB_NAME",
-           "gre_fingerprint", "add_cli"]
+           "gre_fingerprint"]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ReadingError
+from ..errors import InputError, ReadingError, one_line
 from .. import segio
 
 __all__ = ["PendingCase", "INPUTS_SCHEMA"]
@@ -160,7 +160,7 @@ class CaseInputs:
         """
         from ..io import load_gre, load_nifti_gre, load_volume
         from ..recon.pipeline import ReconParams, acquisition_record
-        from .store import _iso, _one_line, _utc, gre_fingerprint
+        from .store import _iso, _utc, gre_fingerprint
 
         self.check_new_case(case_id, lesion_type)
         params = recon_params if recon_params is not None else ReconParams()
@@ -188,7 +188,7 @@ class CaseInputs:
         acquisition = acquisition_record(gre)
         acquisition["B0DirectionGiven"] = gre.b0_dir_voxel is not None
         fingerprints = "; ".join(f"GRE input {gre_fingerprint(p)}" for p in sources)
-        reference = "; ".join(_one_line(t) for t in (gre_reference, fingerprints) if t and t.strip()) or None
+        reference = "; ".join(one_line(t) for t in (gre_reference, fingerprints) if t and t.strip()) or None
 
         folder = self.root / "cases" / case_id / "gre"
         files = {"magnitude.nii": _write_nifti(folder / "magnitude.nii", gre.magnitude, gre.affine),
@@ -256,10 +256,10 @@ class CaseInputs:
 
     def record_case_failure(self, case_id: str, stage: str, message: str) -> None:
         """Record why processing a case failed (shown by ``study status``; cleared when it succeeds)."""
-        from .store import _iso, _one_line, _utc
+        from .store import _iso, _utc
 
         now = _iso(_utc(None))
-        text = _one_line(message)
+        text = one_line(message)
         with self._transaction() as db:
             if stage == "reconstruction" and self._has_inputs_table():
                 db.execute("UPDATE case_inputs SET last_error = ?, failed_at = ? WHERE case_id = ?",

@@ -56,7 +56,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError, ReadingError
+from ..errors import InputError, ReadingError, one_line
 from .. import segio
 from .inputs import INPUTS_SCHEMA, CaseInputs
 
@@ -283,11 +283,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _one_line(text) -> str:
-    """A message on one line: the CLI prints every error as a single ``qsmrepro: error:`` line."""
-    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
-
-
 # Free-text NIfTI header fields; converters may put series descriptions or names there.
 _NIFTI_TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
 
@@ -364,7 +359,7 @@ def _nifti_grid(path: Path, what: str) -> tuple[tuple[int, int, int], np.ndarray
     try:
         image = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"{what} {path} is not a readable NIfTI image: {_one_line(exc)}") from exc
+        raise InputError(f"{what} {path} is not a readable NIfTI image: {one_line(exc)}") from exc
     shape = tuple(int(n) for n in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -465,7 +460,7 @@ class Study(CaseInputs):
             study = cls(root, connection)
         except (sqlite3.DatabaseError, KeyError) as exc:
             connection.close()
-            raise InputError(f"{db_path} is not a readable study database: {_one_line(exc)}") from exc
+            raise InputError(f"{db_path} is not a readable study database: {one_line(exc)}") from exc
         study._ensure_inputs_table()
         study._sweep_temporary_files()
         return study
@@ -582,7 +577,7 @@ class Study(CaseInputs):
         references = [text.strip() for text in (gre_reference,) if text and text.strip()]
         if gre_input is not None:
             references.append(f"GRE input {gre_fingerprint(gre_input)}")
-        reference = "; ".join(_one_line(text) for text in references) or None
+        reference = "; ".join(one_line(text) for text in references) or None
         return self._add_case_row(case_id, lesion_type, qsm_path, mask_path=mask_path, reference=reference,
                                   reconstruction=reconstruction, diagnosis=diagnosis, patient_name=patient_name)
 
@@ -792,7 +787,7 @@ class Study(CaseInputs):
         try:
             return load_volume(case.qsm_path)
         except InputError as exc:
-            raise ReadingError(f"case {case_id}: the QSM map cannot be read: {_one_line(exc)}") from None
+            raise ReadingError(f"case {case_id}: the QSM map cannot be read: {one_line(exc)}") from None
 
     def reconstruction_records(self) -> dict[str, dict | None]:
         """How each case's QSM was reconstructed, as recorded when it entered the study (None: not recorded)."""
@@ -1133,7 +1128,7 @@ class Study(CaseInputs):
             try:
                 times.append(_utc(value))
             except InputError as exc:
-                raise ReadingError(f"{where}: {what} {_one_line(exc)}") from None
+                raise ReadingError(f"{where}: {what} {one_line(exc)}") from None
         started, finished = times
         if finished < started:
             raise ReadingError(f"{where}: finished {_iso(finished)} before it started {_iso(started)}")
@@ -1199,13 +1194,13 @@ class Study(CaseInputs):
         try:
             data = segio.read_reading(path, labels)
         except InputError as exc:
-            raise ReadingError(f"{where}: {_one_line(exc)}") from None
+            raise ReadingError(f"{where}: {one_line(exc)}") from None
         shape, affine = _nifti_grid(case.qsm_path, f"case {case.case_id}: QSM map")
         try:
             masks = data.on_grid(shape, affine)
         except InputError as exc:
             if not resample:
-                raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {_one_line(exc)}; or pass "
+                raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {one_line(exc)}; or pass "
                                    "--resample to resample it onto the QSM (nearest neighbour)") from None
             masks = segio.resample_masks(data.masks, data.affine_ras, shape, affine)
         ids = [s.segment_id for s in data.segments]

@@ -21,7 +21,8 @@ import pytest
 
 from QSMReproducibilityLib import segio
 from QSMReproducibilityLib.errors import InputError, ReadingError
-from QSMReproducibilityLib.readings import Study, add_cli
+from QSMReproducibilityLib.cli.study import add_command as add_cli
+from QSMReproducibilityLib.readings import Study
 
 SHAPE = (12, 10, 6)
 T0 = dt.datetime(2024, 1, 8, 9, 0, tzinfo=dt.timezone.utc)

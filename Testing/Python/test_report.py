@@ -27,7 +27,8 @@ import pytest
 
 from QSMReproducibilityLib import agreement as ag
 from QSMReproducibilityLib.errors import AgreementError, Cancelled, InputError
-from QSMReproducibilityLib.report import CSV_FILES, XLSX_SHEETS, add_cli, write_report
+from QSMReproducibilityLib.cli.agreement import add_command as add_cli
+from QSMReproducibilityLib.report import CSV_FILES, XLSX_SHEETS, write_report
 from QSMReproducibilityLib.report_figures import FIGURE_DPI, STABLE_COLOR
 
 STABLE = ["original_firstorder_StableEnergy", "original_shape_StableVolume", "original_glrlm_StableRuns"]

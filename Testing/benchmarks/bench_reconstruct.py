@@ -31,7 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from QSMReproducibilityLib import phantom
-    from QSMReproducibilityLib.cli import _keep_freed_memory
+    from QSMReproducibilityLib.cli.main import _keep_freed_memory
     from QSMReproducibilityLib.io import load_gre
     from QSMReproducibilityLib.recon import kernels, pipeline
 

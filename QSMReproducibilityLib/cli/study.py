@@ -11,17 +11,15 @@ import tempfile
 from pathlib import Path
 
 from .. import segio
-from ..errors import InputError, QSMReproError, ReadingError
+from ..errors import InputError, QSMReproError, ReadingError, one_line
+from ..io import PHASE_UNITS
 from ..progress import ConsoleProgress
-from .store import DB_NAME, LESION_TYPES, Study, _one_line
+from ..readings.store import DB_NAME, LESION_TYPES, Study
+from .arguments import add_phase_units_argument
 
-__all__ = ["add_cli"]
 
-
-def add_cli(subparsers) -> None:
+def add_command(subparsers) -> None:
     """Register the ``study`` sub-command tree on an argparse sub-parsers object."""
-    from ..cli import add_phase_units_argument
-    from ..io import PHASE_UNITS
 
     study = subparsers.add_parser(
         "study",
@@ -145,15 +143,15 @@ def _guarded(handler):
         try:
             return handler(args)
         except QSMReproError as exc:
-            text = _one_line(exc)
+            text = one_line(exc)
             if text == str(exc):
                 raise
             raise type(exc)(text) from exc
         except sqlite3.Error as exc:
-            raise ReadingError(f"study database {Path(args.dir) / DB_NAME}: {_one_line(exc)}") from exc
+            raise ReadingError(f"study database {Path(args.dir) / DB_NAME}: {one_line(exc)}") from exc
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
-            raise ReadingError(f"{where}{_one_line(exc.strerror or exc)}") from exc
+            raise ReadingError(f"{where}{one_line(exc.strerror or exc)}") from exc
 
     return run
 
