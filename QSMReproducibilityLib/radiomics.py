@@ -489,10 +489,10 @@ def write_feature_table(table: pd.DataFrame, path) -> Path:
     """Write a long feature table atomically: ``.xlsx`` as a workbook, anything else as CSV.
 
     The table is written to a temporary file next to ``path`` and renamed onto it
-    (:func:`~QSMReproducibilityLib.segio.atomic_output`), so a reader never sees half a table and a
+    (:func:`~QSMReproducibilityLib.fileio.atomic_output`), so a reader never sees half a table and a
     failure leaves an earlier table as it was. Returns ``path``.
     """
-    from .segio import atomic_output
+    from .fileio import atomic_output
 
     path = Path(path)
     with atomic_output(path) as tmp:

@@ -24,18 +24,15 @@ with a 4x4 voxel->RAS affine in mm; the conversion to LPS happens only inside th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import socket
-import tempfile
-import time
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from .errors import InputError
+from .fileio import atomic_output
 
 __all__ = [
     "SegmentSpec",
@@ -45,7 +42,6 @@ __all__ = [
     "reading_tags",
     "lesion_segment",
     "csf_segment",
-    "atomic_output",
     "TAG_PREFIX",
     "TERMINOLOGY_CONTEXT",
     "ANATOMIC_CONTEXT",
@@ -97,7 +93,6 @@ _SPACE_LPS = "left-posterior-superior"
 _SPACE_RAS = "right-anterior-superior"
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 _BINARY_LABELMAP = "Binary labelmap"
-_TEMP_SUFFIX = ".tmp"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,97 +230,6 @@ class SegmentationData:
                 raise InputError(f"segment {segment_id!r} has voxels outside the image grid")
             out[segment_id] = result
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic file output
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success fsync it and rename it onto ``path``.
-
-    The temporary file lives in the destination folder (same file system, so ``os.replace`` is
-    atomic) and is named ``.<name>.<host>.<pid>.<random>.tmp`` so that a sweeper can recognise
-    debris left by a killed process. On any exception the temporary file is removed and ``path``
-    is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.{_host_tag()}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        # mkstemp creates the file readable by its owner only; give it the permissions of a normal
-        # new file so that other accounts sharing the study folder can read it.
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _host_tag() -> str:
-    return "".join(c if c.isalnum() or c == "-" else "-" for c in socket.gethostname())[:40] or "host"
-
-
-def _fsync_directory(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), where it is skipped.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def temp_file_owner(path: str | os.PathLike) -> tuple[str, int] | None:
-    """``(host, pid)`` encoded in a temporary name made by :func:`atomic_output`, else ``None``."""
-    name = Path(path).name
-    if not (name.startswith(".") and name.endswith(_TEMP_SUFFIX)):
-        return None
-    parts = name[: -len(_TEMP_SUFFIX)].split(".")
-    # ['', <name parts...>, host, pid, random]
-    if len(parts) < 5 or not parts[-2].isdigit():
-        return None
-    return parts[-3], int(parts[-2])
-
-
-def is_stale_temp_file(path: str | os.PathLike) -> bool:
-    """True for a temporary file of :func:`atomic_output` whose writing process no longer runs here."""
-    owner = temp_file_owner(path)
-    if owner is None:
-        return False
-    if os.name == "nt":
-        # No safe liveness probe there (os.kill(pid, 0) sends CTRL_C_EVENT): wait a day instead.
-        with contextlib.suppress(OSError):
-            return time.time() - os.path.getmtime(path) > 86400
-        return False
-    host, pid = owner
-    if host != _host_tag():
-        return False  # another machine's process: cannot tell, leave it
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OSError):
-        return False
-    return False
 
 
 # --------------------------------------------------------------------------------------------

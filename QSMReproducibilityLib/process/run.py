@@ -198,7 +198,7 @@ class _Progress:
         self._write(self.fraction, message, state)
 
     def _write(self, fraction: float, message: str, state: str) -> None:
-        from ..segio import atomic_output
+        from ..fileio import atomic_output
 
         snapshot = {"state": state, "fraction": round(float(fraction), 4), "message": message,
                     "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "counts": dict(self.counts),
@@ -374,12 +374,12 @@ STALE_REMOTE_TEMP_S = 24 * 3600
 def _sweep(processing: Path) -> None:
     """Remove the hidden temporary files and folders of killed tasks: those of processes of this machine that
     no longer run, and those of other machines older than a day (no task writes for that long)."""
-    from ..segio import _host_tag, is_stale_temp_file, temp_file_owner
+    from ..fileio import host_tag, is_stale_temp_file, temp_file_owner
 
     for path in processing.glob("*/.*.tmp"):
         owner = temp_file_owner(path)
         try:
-            old = owner is not None and owner[0] != _host_tag() and \
+            old = owner is not None and owner[0] != host_tag() and \
                 time.time() - path.stat().st_mtime > STALE_REMOTE_TEMP_S
         except OSError:
             continue

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from ..fileio import TEMP_SUFFIX, atomic_output, temp_name_prefix
 
 __all__ = ["ReconTask", "FeatureTask", "TaskResult", "recon_key", "features_key", "run_recon", "run_features",
            "recon_output", "read_features"]
@@ -190,8 +191,7 @@ def run_recon(task: ReconTask) -> TaskResult:
             kernels.FFT_WORKERS = threads
         out.parent.mkdir(parents=True, exist_ok=True)
         # Hidden, named after this host and process, so that the owner can sweep what a killed worker left.
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{_host_tag()}.{os.getpid()}.", suffix=".tmp",
-                                        dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=temp_name_prefix(out), suffix=TEMP_SUFFIX, dir=out.parent))
         qsm = staging / "qsm.nii.gz"
         result = reconstruct_path(magnitude=[task.magnitude], phase=[task.phase], te_s=list(task.te_s),
                                   b0_tesla=task.b0_tesla, b0_dir=task.b0_dir, qsm_out=qsm,
@@ -224,12 +224,6 @@ def run_recon(task: ReconTask) -> TaskResult:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _host_tag() -> str:
-    from ..segio import _host_tag as tag
-
-    return tag()
-
-
 def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
         with open(path, "rb") as handle:
@@ -251,7 +245,6 @@ def _extractor(params_path):
 def run_features(task: FeatureTask) -> TaskResult:
     """One reading's features (:func:`~QSMReproducibilityLib.radiomics.features_for_reading`) into its keyed file."""
     from ..radiomics import FEATURE_COLUMNS, features_for_reading
-    from ..segio import atomic_output
 
     started = time.perf_counter()
     label = f"case {task.case_id}, observer {task.observer}, reading {task.reading}"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ReadingError, one_line
-from .. import segio
+from ..fileio import atomic_output
 
 __all__ = ["PendingCase", "INPUTS_SCHEMA"]
 
@@ -99,7 +99,7 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> str:
     image = nib.Nifti1Image(np.asarray(data), np.asarray(affine, float))
     image.header.set_xyzt_units("mm", "sec")
     payload = image.to_bytes()
-    with segio.atomic_output(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
         if path.name.endswith(".gz"):
             write_gzip(handle, payload)
         else:

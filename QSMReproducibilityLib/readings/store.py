@@ -56,8 +56,9 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError, ReadingError, one_line
 from .. import segio
+from ..errors import InputError, ReadingError, one_line
+from ..fileio import atomic_output, is_stale_temp_file, temp_file_owner
 from .inputs import INPUTS_SCHEMA, CaseInputs
 
 __all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "gre_fingerprint"]
@@ -297,7 +298,7 @@ def _copy_nifti_gz(source: Path, destination: Path) -> None:
     import nibabel as nib
 
     image = nib.load(str(source))
-    with segio.atomic_output(destination) as tmp:
+    with atomic_output(destination) as tmp:
         if isinstance(image.header, nib.Nifti1Header) and image.header.is_single:  # NIfTI-1/-2 single files
             # The header as stored in the file (a loaded image's header no longer holds the data offset).
             with nib.openers.ImageOpener(str(source), "rb") as src:
@@ -321,7 +322,7 @@ def _copy_nifti_gz(source: Path, destination: Path) -> None:
 
 def _copy_bytes(source: Path, destination: Path) -> None:
     """Copy a file byte for byte to ``destination``, atomically."""
-    with segio.atomic_output(destination) as tmp:
+    with atomic_output(destination) as tmp:
         shutil.copyfile(source, tmp)
 
 
@@ -423,7 +424,7 @@ class Study(CaseInputs):
         (root / "cases").mkdir(exist_ok=True)
         (root / "readings").mkdir(exist_ok=True)
         now = _iso(_utc(None))
-        with segio.atomic_output(root / DB_NAME) as tmp:
+        with atomic_output(root / DB_NAME) as tmp:
             connection = sqlite3.connect(str(tmp), isolation_level=None)
             try:
                 connection.executescript(_SCHEMA + INPUTS_SCHEMA)
@@ -504,7 +505,7 @@ class Study(CaseInputs):
                 continue
             candidates = folder.glob("*.tmp") if folder == self.root else folder.rglob("*.tmp")
             for path in candidates:
-                if segio.is_stale_temp_file(path):
+                if is_stale_temp_file(path):
                     with contextlib.suppress(OSError):
                         path.unlink()
                         removed.append(path)
@@ -1327,7 +1328,7 @@ class Study(CaseInputs):
                 continue
             for path in sorted(folder.rglob("*")):
                 if path.is_file() and path.resolve() not in known:
-                    if segio.temp_file_owner(path) is not None:
+                    if temp_file_owner(path) is not None:
                         continue  # a write in progress in another process
                     problems.append(f"orphan file {path}: no case or reading of the study refers to it")
         return problems

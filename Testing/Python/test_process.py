@@ -333,9 +333,9 @@ def test_an_interrupted_run_resumes_without_recomputing_and_sweeps_a_killed_task
     assert result.ok and json.loads((out / "done.json").read_text())["key"] == key
     # Another worker was killed while writing C002: a hidden temporary folder of a process that is gone.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    from QSMReproducibilityLib.segio import _host_tag
+    from QSMReproducibilityLib.fileio import host_tag
 
-    debris = study_dir / "processing" / "C002" / f".recon-0123.{_host_tag()}.{dead.stdout.strip()}.abc.tmp"
+    debris = study_dir / "processing" / "C002" / f".recon-0123.{host_tag()}.{dead.stdout.strip()}.abc.tmp"
     debris.mkdir(parents=True)
     (debris / "qsm.nii.gz").write_bytes(b"half a file")
 

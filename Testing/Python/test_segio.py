@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from QSMReproducibilityLib import segio
+from QSMReproducibilityLib import fileio, segio
 from QSMReproducibilityLib.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -490,14 +490,14 @@ def test_temporary_files_of_dead_writers_are_recognised(tmp_path):
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
-    host = segio._host_tag()
+    host = fileio.host_tag()
     dead = tmp_path / f".r.seg.nrrd.{host}.{finished.pid}.x1y2.tmp"
     alive = tmp_path / f".r.seg.nrrd.{host}.{os.getppid()}.x1y2.tmp"
     other_host = tmp_path / f".r.seg.nrrd.elsewhere.{finished.pid}.x1y2.tmp"
     for path in (dead, alive, other_host):
         path.write_bytes(b"partial")
-    assert segio.temp_file_owner(dead) == (host, finished.pid)
-    assert segio.is_stale_temp_file(dead)
-    assert not segio.is_stale_temp_file(alive)
-    assert not segio.is_stale_temp_file(other_host)
-    assert segio.temp_file_owner(tmp_path / "r.seg.nrrd") is None
+    assert fileio.temp_file_owner(dead) == (host, finished.pid)
+    assert fileio.is_stale_temp_file(dead)
+    assert not fileio.is_stale_temp_file(alive)
+    assert not fileio.is_stale_temp_file(other_host)
+    assert fileio.temp_file_owner(tmp_path / "r.seg.nrrd") is None
