@@ -1069,7 +1069,7 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
     def extractFeatures(self, study, exportFolder, *, paramsPath=None, tableNode=None, progress=None):
         """Radiomics of every finished reading -> ``features.csv`` and a table node."""
-        from QSMReproducibilityLib import radiomics
+        from QSMReproducibilityLib import feature_table, radiomics
         from QSMReproducibilityLib.errors import InputError
 
         if not _given(exportFolder):
@@ -1077,7 +1077,7 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
         # One process: worker processes must not be forked from inside the application.
         features = radiomics.extract_readings(study.readings(), params_path=str(paramsPath) if paramsPath else None,
                                               progress=progress, workers=1)
-        csvPath = str(radiomics.write_feature_table(features, os.path.join(str(exportFolder), "features.csv")))
+        csvPath = str(feature_table.write_feature_table(features, os.path.join(str(exportFolder), "features.csv")))
         columns = {name: features[name].tolist() for name in features.columns}
         tableNode = mrml.table_node_from_columns(slicer.mrmlScene, columns, name="QSM radiomic features",
                                                  node=tableNode)
@@ -1117,13 +1117,13 @@ class QSMReproducibilityLogic(ScriptedLoadableModuleLogic):
 
     def writeReport(self, exportFolder, *, iccForm="A,1", threshold=0.85, progress=None):
         """Agreement report (HTML, XLSX, CSV, PNG) from ``features.csv`` in the export folder."""
-        from QSMReproducibilityLib import report
+        from QSMReproducibilityLib import feature_table, report
         from QSMReproducibilityLib.errors import InputError
 
         csvPath = os.path.join(str(exportFolder), "features.csv")
         if not os.path.exists(csvPath):
             raise InputError(f"{csvPath} not found: extract the features first")
-        features = report.read_feature_csv(csvPath)
+        features = feature_table.read_feature_csv(csvPath)
         settings = {"ICC form": iccForm, "stability threshold": threshold, "features": csvPath}
         return report.write_report(features, str(exportFolder), settings=settings, threshold=threshold,
                                    icc_form=iccForm, progress=progress)

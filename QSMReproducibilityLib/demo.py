@@ -114,7 +114,8 @@ def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star",
     unless ``background`` names another; its phantom's lesions lie away from the skull base, where that
     chain is sound (:mod:`.head_phantom` and ``Testing/Python/test_skull_base.py`` cover the skull base).
     """
-    from .radiomics import extract_readings, write_feature_table
+    from .feature_table import write_feature_table
+    from .radiomics import extract_readings
     from .readings import Study
     from .report import write_report
 

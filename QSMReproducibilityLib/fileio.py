@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+import uuid
+from typing import Iterator, Mapping
 
-__all__ = ["atomic_output", "temp_name_prefix", "host_tag", "temp_file_owner", "is_stale_temp_file", "TEMP_SUFFIX"]
+__all__ = ["atomic_output", "staging_folder", "publish_folder", "temp_name_prefix", "host_tag", "temp_file_owner",
+           "is_stale_temp_file", "TEMP_SUFFIX"]
 
 TEMP_SUFFIX = ".tmp"
-
 
 
 @contextlib.contextmanager
@@ -49,6 +51,41 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def staging_folder(out: str | os.PathLike) -> Path:
+    """Create an empty hidden folder ``.<name>.<random>.partial`` beside the folder ``out`` (and ``out``'s
+    parent if needed), for :func:`publish_folder` to fill and move into place. Raises ``OSError``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.partial"
+    staging.mkdir()
+    return staging
+
+
+def publish_folder(staging: str | os.PathLike, out: str | os.PathLike, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into ``staging`` (from :func:`staging_folder`), then move them into ``out``.
+
+    A new ``out`` is the staging folder renamed in one step; into an existing folder each file is moved with
+    ``os.replace`` (atomic per file), and its other files are left alone. Files get the usual permissions
+    (the process umask applies). The staging folder is removed whether or not this succeeds; ``OSError``
+    propagates.
+    """
+    staging, out = Path(staging), Path(out)
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if not out.exists():
+            try:
+                os.rename(staging, out)
+                return
+            except OSError:
+                if not out.is_dir():
+                    raise
+        for name in files:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _current_umask() -> int:

@@ -30,17 +30,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, RadiomicsError
+from .feature_table import FEATURE_COLUMNS, QSM_FEATURES, complete_table
 from .progress import ProgressCallback, notify
 
 log = logging.getLogger(__name__)
 
-FEATURE_COLUMNS = ["case_id", "lesion_id", "lesion_type", "observer", "reading", "feature", "value", "reason",
-                   "note"]
 STUDY_FEATURE_COUNTS = {"firstorder": 18, "shape": 14, "glcm": 24, "glrlm": 16, "glszm": 16, "gldm": 14, "ngtdm": 5}
 # Fewer than 3 levels leave texture matrices with one or two rows; more than 64 levels in a lesion of a few
 # dozen voxels leave most matrix cells holding a single voxel. Both make texture features unstable.
 MIN_GREY_LEVELS, MAX_GREY_LEVELS = 3, 64
-QSM_FEATURES = ("qsm_mean", "qsm_median")
 # Features whose values depend on the intensity discretisation: the texture classes, first-order entropy and
 # uniformity (the other first-order features and the shape features do not).
 _TEXTURE_CLASSES = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")
@@ -320,22 +318,31 @@ def _roi_rows(meta: dict, lesion_id: str, lesion_type: str, feats: RoiFeatures) 
     return rows
 
 
-def _complete(table: pd.DataFrame) -> pd.DataFrame:
-    """Give every ROI a row for every feature name any ROI has (names of filtered image types)."""
-    key = ["case_id", "lesion_id", "lesion_type", "observer", "reading"]
-    if table.empty:
-        return table
-    names = pd.unique(table["feature"])
-    per_roi = table.groupby(key, sort=False)["feature"].nunique()
-    if (per_roi == len(names)).all():
-        return table
-    rois = table[key].drop_duplicates()
-    full = rois.merge(pd.DataFrame({"feature": names}), how="cross")
-    table = full.merge(table, on=[*key, "feature"], how="left")
-    missing = table["value"].isna() & table["reason"].isna()
-    table.loc[missing, "reason"] = "not returned by PyRadiomics for this ROI"
-    table[["reason", "note"]] = table[["reason", "note"]].fillna("")
-    return table[FEATURE_COLUMNS]
+def reference_to_csf(chi_ppm: np.ndarray, csf_mask: np.ndarray | None, *, where: str) -> np.ndarray:
+    """χ relative to the reading's CSF, in ppm: χ − mean(χ inside the CSF ROI).
+
+    The study references every reading to the CSF its observer drew in the posterior horns of the lateral
+    ventricles (Park et al., Sci Rep 2023, Methods, "QSM was normalized relative to the CSF"), so that mean
+    and median χ of a lesion do not depend on the arbitrary constant offset of a reconstructed χ map.
+
+    Parameters
+    ----------
+    chi_ppm : numpy.ndarray
+        χ in ppm, indexed (i, j, k).
+    csf_mask : numpy.ndarray of bool or None
+        The CSF ROI on the same grid; None when the segmentation has none.
+    where : str
+        The reading (file, case, observer, reading) named in the error message.
+
+    Raises
+    ------
+    RadiomicsError
+        The CSF ROI is missing or empty.
+    """
+    if csf_mask is None or not np.any(csf_mask):
+        raise RadiomicsError(f"{where}: the CSF segment is missing or empty; draw CSF in the posterior horns of "
+                             "the lateral ventricles")
+    return chi_ppm - float(chi_ppm[np.asarray(csf_mask, bool)].mean())
 
 
 def _grid_masks(masks: dict, mask_affine, shape, affine, resample: bool | None, where: str) -> dict:
@@ -374,6 +381,27 @@ def _init_worker(params_path, single_thread: bool = False):
     _WORKER_EXTRACTOR = make_extractor(params_path)
 
 
+@dataclass(frozen=True)
+class ReadingFiles:
+    """One reading as feature extraction needs it: who read which case, and its QSM and segmentation files.
+
+    Plain strings and an int, so it pickles to worker processes.
+    """
+
+    case_id: str
+    lesion_type: str
+    observer: str
+    reading: int
+    qsm_path: str
+    segmentation_path: str
+
+    @classmethod
+    def of(cls, r) -> "ReadingFiles":
+        """Copy of any object with these attributes (e.g. a study store's reading)."""
+        return cls(str(r.case_id), str(r.lesion_type), str(r.observer), int(r.reading), str(r.qsm_path),
+                   str(r.segmentation_path))
+
+
 def features_for_reading(reading, extractor=None) -> list[dict]:
     """Long-table rows for every lesion segment of one reading (CSF-referenced χ).
 
@@ -402,10 +430,7 @@ def features_for_reading(reading, extractor=None) -> list[dict]:
     except InputError as exc:
         raise RadiomicsError(f"{where}: {exc}") from None
     masks = _grid_masks(seg.masks, seg.affine_ras, qsm.shape, affine, None, f"{where} ({reading.segmentation_path})")
-    csf = masks.get("csf")
-    if csf is None or not csf.any():
-        raise RadiomicsError(f"{where}: the CSF segment is missing or empty ({reading.segmentation_path})")
-    chi_ref = qsm - float(qsm[csf].mean())
+    chi_ref = reference_to_csf(qsm, masks.get("csf"), where=f"{where} ({reading.segmentation_path})")
     lesions = sorted(k for k in masks if k.startswith("lesion_"))
     if not lesions:
         raise RadiomicsError(f"{where}: the segmentation has no lesion segment ({reading.segmentation_path})")
@@ -455,7 +480,7 @@ def extract_readings(readings, *, params_path=None, progress: ProgressCallback |
             notify(progress, (i + 1) / len(readings), f"radiomics {r.case_id} {r.observer} R{r.reading}")
     else:
         make_extractor(params_path)  # fail early, in this process, on a bad parameter file
-        plain = [_PlainReading.of(r) for r in readings]
+        plain = [ReadingFiles.of(r) for r in readings]
         # Small chunks keep both workers busy to the end; readings of one case stay in order.
         chunksize = max(1, len(plain) // (8 * workers))
         pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(params_path, True))
@@ -465,42 +490,7 @@ def extract_readings(readings, *, params_path=None, progress: ProgressCallback |
                 notify(progress, (i + 1) / len(plain), f"radiomics {plain[i].case_id} {plain[i].observer} R{plain[i].reading}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    return _complete(pd.DataFrame(rows, columns=FEATURE_COLUMNS))
-
-
-@dataclass(frozen=True)
-class _PlainReading:
-    """Picklable copy of the attributes extraction needs."""
-
-    case_id: str
-    lesion_type: str
-    observer: str
-    reading: int
-    qsm_path: str
-    segmentation_path: str
-
-    @classmethod
-    def of(cls, r):
-        return cls(str(r.case_id), str(r.lesion_type), str(r.observer), int(r.reading), str(r.qsm_path),
-                   str(r.segmentation_path))
-
-
-def write_feature_table(table: pd.DataFrame, path) -> Path:
-    """Write a long feature table atomically: ``.xlsx`` as a workbook, anything else as CSV.
-
-    The table is written to a temporary file next to ``path`` and renamed onto it
-    (:func:`~QSMReproducibilityLib.fileio.atomic_output`), so a reader never sees half a table and a
-    failure leaves an earlier table as it was. Returns ``path``.
-    """
-    from .fileio import atomic_output
-
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        if path.suffix.lower() == ".xlsx":
-            table.to_excel(tmp, index=False, engine="openpyxl")
-        else:
-            table.to_csv(tmp, index=False)
-    return path
+    return complete_table(pd.DataFrame(rows, columns=FEATURE_COLUMNS))
 
 
 def load_image(path) -> tuple[np.ndarray, np.ndarray]:
@@ -570,18 +560,14 @@ def extract_files(qsm_path, segmentation_paths, *, params_path=None, resample: b
             rois = {f"label{v}": (m, "") for v, m in masks.items() if v != csf_label}
         if not rois:
             raise RadiomicsError(f"{seg_path}: no lesion ROI found")
-        offset = 0.0
-        if csf is not None:
-            if not csf.any():
-                raise RadiomicsError(f"{seg_path}: the CSF ROI is empty (case {meta['case_id']}, observer "
-                                     f"{meta['observer'] or '-'}, reading {meta['reading']})")
-            offset = float(qsm[csf].mean())
+        where = f"{seg_path} (case {meta['case_id']}, observer {meta['observer'] or '-'}, reading {meta['reading']})"
+        chi = qsm if csf is None else reference_to_csf(qsm, csf, where=where)
         for lesion_id, (roi, lesion_type) in sorted(rois.items()):
             if not roi.any():
                 raise RadiomicsError(f"{seg_path}: ROI {lesion_id} is empty (case {meta['case_id']}, observer "
                                      f"{meta['observer'] or '-'}, reading {meta['reading']})")
-            feats = roi_features(extractor, qsm - offset, roi, affine)
+            feats = roi_features(extractor, chi, roi, affine)
             if feats.note:
                 log.warning("%s, %s: %s", seg_path.name, lesion_id, feats.note)
             rows.extend(_roi_rows(meta, lesion_id, lesion_type, feats))
-    return _complete(pd.DataFrame(rows, columns=FEATURE_COLUMNS))
+    return complete_table(pd.DataFrame(rows, columns=FEATURE_COLUMNS))

@@ -28,8 +28,8 @@ def add_command(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from ..agreement import validate_feature_table
-    from ..report import read_feature_csv, write_report
+    from ..feature_table import read_feature_csv, validate_feature_table
+    from ..report import write_report
 
     path = Path(args.features)
     features = read_feature_csv(path)

@@ -15,7 +15,8 @@ def add_command(subparsers) -> None:
 
 def _run(args) -> int:
     from ..io import check_output_path
-    from ..radiomics import extract_files, write_feature_table
+    from ..feature_table import write_feature_table
+    from ..radiomics import extract_files
 
     check_output_path(args.output, "feature table (-o)", (".csv", ".xlsx"))
     table = extract_files(args.qsm, args.segmentations, params_path=args.params, resample=args.resample)

@@ -368,7 +368,8 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from ..radiomics import extract_readings, write_feature_table
+    from ..feature_table import write_feature_table
+    from ..radiomics import extract_readings
 
     if args.with_identifiers and not (args.reason or "").strip():
         raise ReadingError("--with-identifiers needs --reason (it is written to the study's audit log)")

@@ -592,7 +592,7 @@ def _record(study, summary: ProcessSummary, task, result: TaskResult, pending_by
 def _table_and_report(study, summary: ProcessSummary, readings, feature_files: dict, output_dir, tracker) -> None:
     import pandas as pd
 
-    from ..radiomics import FEATURE_COLUMNS, _complete, write_feature_table
+    from ..feature_table import FEATURE_COLUMNS, complete_table, write_feature_table
     from ..report import write_report
     from .tasks import read_features
 
@@ -603,7 +603,7 @@ def _table_and_report(study, summary: ProcessSummary, readings, feature_files: d
     if not parts:
         summary.report_error = "no reading has features (every extraction failed)"
         return
-    table = _complete(pd.concat(parts, ignore_index=True)[FEATURE_COLUMNS])
+    table = complete_table(pd.concat(parts, ignore_index=True)[FEATURE_COLUMNS])
     summary.features_path = write_feature_table(table, out / "features.csv")
     from ..recon.pipeline import methods_settings
 

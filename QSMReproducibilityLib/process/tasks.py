@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..fileio import TEMP_SUFFIX, atomic_output, temp_name_prefix
+from ..radiomics import ReadingFiles
 
 __all__ = ["ReconTask", "FeatureTask", "TaskResult", "recon_key", "features_key", "run_recon", "run_features",
            "recon_output", "read_features"]
@@ -95,15 +96,9 @@ class ReconTask:
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureTask:
+class FeatureTask(ReadingFiles):
     """Features of one reading into ``out_path`` (``processing/<case>/features-<O>-r<N>-<key16>.json``)."""
 
-    case_id: str
-    lesion_type: str
-    observer: str
-    reading: int
-    qsm_path: str
-    segmentation_path: str
     params_path: str | None
     key: str
     out_path: str
@@ -244,7 +239,8 @@ def _extractor(params_path):
 
 def run_features(task: FeatureTask) -> TaskResult:
     """One reading's features (:func:`~QSMReproducibilityLib.radiomics.features_for_reading`) into its keyed file."""
-    from ..radiomics import FEATURE_COLUMNS, features_for_reading
+    from ..feature_table import FEATURE_COLUMNS
+    from ..radiomics import features_for_reading
 
     started = time.perf_counter()
     label = f"case {task.case_id}, observer {task.observer}, reading {task.reading}"

@@ -29,7 +29,7 @@ from QSMReproducibilityLib import agreement as ag
 from QSMReproducibilityLib.errors import AgreementError, Cancelled, InputError
 from QSMReproducibilityLib.cli.agreement import add_command as add_cli
 from QSMReproducibilityLib.report import CSV_FILES, XLSX_SHEETS, write_report
-from QSMReproducibilityLib.report_figures import FIGURE_DPI, STABLE_COLOR
+from QSMReproducibilityLib.report.figures import FIGURE_DPI, STABLE_COLOR
 
 STABLE = ["original_firstorder_StableEnergy", "original_shape_StableVolume", "original_glrlm_StableRuns"]
 NOISE = ["original_firstorder_NoiseSkew", "original_glcm_NoiseContrast", "original_glszm_NoiseZones",
@@ -457,8 +457,7 @@ def test_report_path_that_is_a_file_is_an_input_error(tmp_path):
 
 
 def test_a_feature_table_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    from QSMReproducibilityLib.radiomics import write_feature_table
-    from QSMReproducibilityLib.report import read_feature_csv
+    from QSMReproducibilityLib.feature_table import read_feature_csv, write_feature_table
 
     table = pd.DataFrame({"case_id": ["007", "012"], "lesion_id": ["right", "left"],
                           "lesion_type": ["hematoma", "calcification"], "observer": ["O1", "O2"],

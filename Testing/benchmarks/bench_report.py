@@ -52,9 +52,10 @@ def main() -> int:
     parser.add_argument("--features", help="long feature table (default: demo-output/features.csv or synthetic)")
     args = parser.parse_args()
 
-    from QSMReproducibilityLib import report_figures
+    from QSMReproducibilityLib.report import figures as report_figures
     from QSMReproducibilityLib.agreement import analyze_study
-    from QSMReproducibilityLib.report import read_feature_csv, write_report
+    from QSMReproducibilityLib.feature_table import read_feature_csv
+    from QSMReproducibilityLib.report import write_report
 
     work = Path(tempfile.mkdtemp(prefix="qsm-bench-report-"))
     if args.features and not Path(args.features).is_file():

@@ -74,7 +74,7 @@ def _read_and_extract(task) -> list[dict]:
 def study_tables(seed: int, cache: Path, workers: int, n_cases: int = 61):
     """Agreement analysis of the demo's cohort for ``seed`` (reconstructions cached under ``cache``)."""
     from QSMReproducibilityLib.agreement import analyze_study
-    from QSMReproducibilityLib.radiomics import FEATURE_COLUMNS
+    from QSMReproducibilityLib.feature_table import FEATURE_COLUMNS
 
     tasks = cohort(n_cases, seed, cache / f"seed{seed}")
     with ProcessPoolExecutor(workers) as pool:

@@ -1,270 +1,27 @@
-"""The study report: Tables 1-3, Figure 3 and Bland-Altman plots as HTML, XLSX, CSV and PNG.
-
-:func:`write_report` runs :func:`~QSMReproducibilityLib.agreement.analyze_study` on a long feature table and
-writes into one folder:
-
-- ``report.html`` -- self-contained (inline CSS, figures embedded as base64 PNG, no external URLs), opens
-  offline in any browser;
-- ``agreement.xlsx`` -- one sheet per table;
-- one CSV per table (``table1_qsm_values.csv``, ``table2_qsm_agreement.csv``, ``table3_stable_features.csv``,
-  ``feature_agreement.csv``, ``bland_altman.csv``, ``missing_readings.csv``);
-- ``figure3_heatmap.png`` and ``bland_altman_<lesion type>.png``.
-
-:mod:`QSMReproducibilityLib.cli.agreement` is its command, ``qsmrepro agreement FEATURES.csv -o DIR``.
-"""
+"""The study report as one self-contained HTML document: inline CSS, figures embedded as base64 PNG."""
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
 import html
-import importlib.metadata
-import io
 import math
-import os
-import platform
-import shutil
 import struct
-import uuid
-from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .agreement import COMPARISONS, RADIOMICS_CLASSES, StudyAgreement, analyze_study
-from .errors import InputError
-from .progress import ProgressCallback, notify, sub_progress
-from .report_figures import (CLASS_LABELS, FIGURE_DPI, bland_altman_png, feature_label, heatmap_png,
-                             lesion_label)
+from .. import __version__
+from ..agreement import COMPARISONS, StudyAgreement
+from ..feature_table import RADIOMICS_CLASSES
+from .figures import CLASS_LABELS, FIGURE_DPI, feature_label, lesion_label
+from .tables import ICC_FORM_TEXT, plain_text, safe_name, settings_frame, software_versions, wcv_interval_text
 
-__all__ = ["write_report", "render_html", "software_versions", "read_feature_csv", "CSV_FILES", "XLSX_SHEETS"]
-
-# Output key -> (CSV file name, XLSX sheet name, StudyAgreement attribute).
-_TABLES = (
-    ("table1", "table1_qsm_values.csv", "Table 1 QSM values", "table1"),
-    ("table2", "table2_qsm_agreement.csv", "Table 2 QSM agreement", "table2"),
-    ("table3", "table3_stable_features.csv", "Table 3 stable features", "table3"),
-    ("feature_agreement", "feature_agreement.csv", "Feature agreement", "feature_agreement"),
-    ("bland_altman", "bland_altman.csv", "Bland-Altman", "bland_altman"),
-    ("missing_readings", "missing_readings.csv", "Missing readings", "missing_readings"),
-)
-CSV_FILES = tuple(t[1] for t in _TABLES)
-XLSX_SHEETS = tuple(t[2] for t in _TABLES) + ("Settings",)
+__all__ = ["render_html"]
 
 _DASH = "\u2013"
 
-
-# ----------------------------------------------------------------------------------------------------------
-# Public entry points
-# ----------------------------------------------------------------------------------------------------------
-
-def write_report(features: pd.DataFrame, out_dir, *, settings: dict | None = None, threshold: float = 0.85,
-                 icc_form: str = "A,1", progress: ProgressCallback | None = None,
-                 source: str = "feature table") -> dict[str, Path]:
-    """Analyse a long feature table and write the study report into ``out_dir``.
-
-    Parameters
-    ----------
-    features : pandas.DataFrame
-        Long feature table: ``case_id, lesion_id, lesion_type, observer, reading, feature, value`` (+ an
-        optional ``reason`` column for missing values).
-    out_dir : str or Path
-        Output folder (created if needed; files of the same name are replaced, other files are left alone).
-    settings : dict, optional
-        Acquisition, reconstruction and extraction settings to list in the report (name -> value).
-    threshold : float
-        Stability threshold: a feature is stable when CCC and ICC exceed it (study: 0.85).
-    icc_form : str
-        ICC form ("1,1", "A,1", "C,1", "1,k", "A,k", "C,k"); the study's is "A,1" (two-way random effects,
-        absolute agreement, single measurement).
-    progress : callable, optional
-        ``progress(fraction, message)``; returning False cancels (raises ``Cancelled``).
-    source : str
-        Name of the feature table (e.g. its path) in error messages.
-
-    Returns
-    -------
-    dict[str, Path]
-        ``"report_html"``, ``"agreement_xlsx"``, one key per table CSV (``"table1"``, ``"table2"``, ``"table3"``,
-        ``"feature_agreement"``, ``"bland_altman"``, ``"missing_readings"``), ``"figure3"`` and
-        ``"bland_altman_<lesion type>"`` for the PNG figures.
-
-    Raises
-    ------
-    AgreementError
-        The table cannot be analysed (see :func:`~QSMReproducibilityLib.agreement.analyze_study`).
-    InputError
-        The output folder cannot be written.
-
-    Notes
-    -----
-    Nothing is written until every table, figure and document has been computed; the files are then
-    written into a hidden staging folder next to ``out_dir`` and moved into place, so a failure or a
-    cancellation leaves no partial report behind.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"cannot write the report into {out}: it exists and is not a folder")
-    settings = dict(settings or {})
-
-    study = analyze_study(features, threshold=threshold, icc_form=icc_form, source=source,
-                          progress=sub_progress(progress, 0.0, 0.45))
-
-    notify(progress, 0.5, "drawing Figure 3 (feature heatmap)")
-    figures: dict[str, bytes] = {"figure3": heatmap_png(study.feature_agreement, study.lesion_types,
-                                                        study.threshold, study.icc_form)}
-    for number, lesion_type in enumerate(study.lesion_types):
-        notify(progress, 0.6 + 0.1 * number / max(len(study.lesion_types), 1),
-               f"drawing Bland-Altman plots ({lesion_type})")
-        if "qsm_mean" in set(study.wide.index.get_level_values("feature")):
-            figures[f"bland_altman_{lesion_type}"] = bland_altman_png(study.wide, study.bland_altman,
-                                                                      lesion_type, "qsm_mean")
-    file_names = {"figure3": "figure3_heatmap.png"}
-    file_names.update({key: f"{_safe_name(key)}.png" for key in figures if key != "figure3"})
-    contents: dict[str, tuple[str, bytes]] = {key: (file_names[key], png) for key, png in figures.items()}
-
-    notify(progress, 0.75, "tables (CSV, XLSX)")
-    for key, csv_name, _sheet, attribute in _TABLES:
-        contents[key] = (csv_name, getattr(study, attribute).to_csv(index=False).encode("utf-8"))
-    contents["agreement_xlsx"] = ("agreement.xlsx", _xlsx_bytes(study, settings))
-
-    notify(progress, 0.85, "report.html")
-    document = render_html(study, figures, settings=settings)
-    contents["report_html"] = ("report.html", document.encode("utf-8"))
-
-    notify(progress, 0.95, f"writing the report into {out}")
-    _publish(out, dict(contents.values()))
-    notify(progress, 1.0, "report written")
-    return {key: out / name for key, (name, _data) in contents.items()}
-
-
-def read_feature_csv(path) -> pd.DataFrame:
-    """Read a long feature table from CSV, keeping IDs as text (``"007"`` stays ``"007"``).
-
-    Raises
-    ------
-    InputError
-        The file does not exist, is empty or is not a readable CSV.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"feature table {path} does not exist")
-    try:
-        return pd.read_csv(path, dtype={"case_id": str, "lesion_id": str, "observer": str,
-                                        "lesion_type": str, "feature": str})
-    except pd.errors.EmptyDataError:
-        raise InputError(f"feature table {path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
-        raise InputError(f"cannot read feature table {path} as CSV: {error}") from None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Files
-# ----------------------------------------------------------------------------------------------------------
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _publish(out: Path, files: Mapping[str, bytes]) -> None:
-    """Write ``files`` (name -> bytes) into ``out`` through a staging folder beside it.
-
-    A new ``out`` is the staging folder renamed in one step; into an existing folder each file is moved with
-    ``os.replace`` (atomic per file). Files get the usual permissions (the process umask applies).
-    """
-    parent = out.parent
-    staging = parent / f".{out.name}.{uuid.uuid4().hex[:12]}.partial"
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
-    except OSError as error:
-        raise InputError(f"cannot create the report folder {out}: {error.strerror or error}") from None
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        if not out.exists():
-            try:
-                os.rename(staging, out)
-                return
-            except OSError:
-                if not out.is_dir():
-                    raise
-        for name in files:
-            os.replace(staging / name, out / name)
-    except OSError as error:
-        raise InputError(f"cannot write the report into {out}: {error.strerror or error}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _settings_frame(study: StudyAgreement, settings: Mapping) -> pd.DataFrame:
-    rows = [("Stability threshold", f"CCC and ICC > {study.threshold:g}"),
-            ("ICC form", f"{study.icc_form}: {_ICC_FORM_TEXT[study.icc_form]} (McGraw & Wong 1996)"),
-            ("Confidence level", f"{100 * (1 - study.alpha):g} %"),
-            ("ICC interval", "F distribution (McGraw & Wong 1996, Table 7)"
-             + ("; Satterthwaite degrees of freedom" if study.icc_form.startswith("A") else "")),
-            ("CCC interval", "Lin's CCC: Fisher z, Lin (1989, 2000) variance; overall CCC: delete-one jackknife "
-                             "on Fisher z, t(n - 1)"),
-            ("wCV interval", _wcv_interval_text(study) or "BCa bootstrap, subjects resampled"),
-            ("Observer O1", study.observers[0]), ("Observer O2", study.observers[1])]
-    rows += [(str(k), _plain(v)) for k, v in settings.items()]
-    rows += [(f"Software: {k}", v) for k, v in software_versions().items()]
-    return pd.DataFrame(rows, columns=["setting", "value"])
-
-
-def _plain(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_plain(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _xlsx_bytes(study: StudyAgreement, settings: Mapping) -> bytes:
-    """The workbook ``agreement.xlsx``: one sheet per table and a Settings sheet."""
-    from openpyxl.utils import get_column_letter
-
-    buffer = io.BytesIO()
-    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
-        frames = [(sheet, getattr(study, attribute)) for _k, _csv, sheet, attribute in _TABLES]
-        frames.append(("Settings", _settings_frame(study, settings)))
-        for sheet, frame in frames:
-            frame.to_excel(writer, sheet_name=sheet, index=False)
-            worksheet = writer.sheets[sheet]
-            worksheet.freeze_panes = "A2"
-            for number, column in enumerate(frame.columns, start=1):
-                sample = frame[column].head(200).map(lambda v: len(str(v)))
-                width = max([len(str(column))] + ([int(sample.max())] if len(sample) else []))
-                worksheet.column_dimensions[get_column_letter(number)].width = min(width + 2, 60)
-    return buffer.getvalue()
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python and the packages the analysis used (PyRadiomics if installed)."""
-    versions = {"Python": platform.python_version(), "QSMReproducibility": __version__}
-    for label, distribution in (("numpy", "numpy"), ("scipy", "scipy"), ("pandas", "pandas"),
-                                ("matplotlib", "matplotlib"), ("openpyxl", "openpyxl"),
-                                ("PyRadiomics", "pyradiomics")):
-        try:
-            versions[label] = importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            versions[label] = _imported_version(distribution)
-    return versions
-
-
-def _imported_version(distribution: str) -> str:
-    module = {"pyradiomics": "radiomics"}.get(distribution, distribution)
-    try:
-        return str(getattr(__import__(module), "__version__", "installed"))
-    except Exception:  # noqa: BLE001 - any import failure means "not available" here
-        return "not installed"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# HTML
-# ----------------------------------------------------------------------------------------------------------
 
 _CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; --head:#f0f4f8; --accent:#1f63b4; --stable:#dbe9f8; }
@@ -647,16 +404,6 @@ def _key_results(study: StudyAgreement) -> str:
     return "<p>" + " ".join(_esc(s) for s in sentences) + "</p>" if sentences else ""
 
 
-_ICC_FORM_TEXT = {
-    "A,1": "two-way random effects, absolute agreement, single measurement (ICC(A,1); Shrout & Fleiss ICC(2,1))",
-    "C,1": "two-way, consistency, single measurement (ICC(C,1); Shrout & Fleiss ICC(3,1))",
-    "1,1": "one-way random effects, single measurement (ICC(1,1))",
-    "A,k": "two-way random effects, absolute agreement, mean of k readings (ICC(A,k))",
-    "C,k": "two-way, consistency, mean of k readings (ICC(C,k))",
-    "1,k": "one-way random effects, mean of k readings (ICC(1,k))",
-}
-
-
 def _observers_text(study: StudyAgreement) -> str:
     """'O1 = anna, O2 = ben', or nothing when the observer IDs already are O1 and O2."""
     if tuple(study.observers) == ("O1", "O2"):
@@ -664,18 +411,13 @@ def _observers_text(study: StudyAgreement) -> str:
     return f"O1 = {study.observers[0]}, O2 = {study.observers[1]}"
 
 
-def _wcv_interval_text(study: StudyAgreement) -> str:
-    methods = set(study.table2.get("wcv_ci_method", pd.Series(dtype=str)).dropna()) - {""}
-    return next(iter(methods), "")
-
-
 def _methods_html(study: StudyAgreement, settings: Mapping) -> str:
     versions = software_versions()
     dropped = int(study.table2["n_dropped"].max()) if not study.table2.empty else 0
     level = f"{100 * (1 - study.alpha):g} %"
     observers = _observers_text(study)
-    wcv_interval = _wcv_interval_text(study) or "BCa bootstrap, subjects resampled"
-    settings_text = "; ".join(f"{k}: {_plain(v)}" for k, v in settings.items())
+    wcv_interval = wcv_interval_text(study) or "BCa bootstrap, subjects resampled"
+    settings_text = "; ".join(f"{k}: {plain_text(v)}" for k, v in settings.items())
     text = (
         "Two observers" + (f" ({observers}; O1 is the first ID in sorted order)" if observers else "")
         + " each read every lesion twice. Agreement was assessed per lesion type in five comparisons: O1 intra "
@@ -684,7 +426,7 @@ def _methods_html(study: StudyAgreement, settings: Mapping) -> str:
         "lacking a reading was left out of the comparisons that use that reading only"
         + (f" (at most {dropped} per comparison for mean and median QSM)" if dropped else "")
         + "; the missing readings are listed below. "
-        f"ICCs are of the form {_ICC_FORM_TEXT[study.icc_form]} (McGraw & Wong 1996), computed from the ANOVA "
+        f"ICCs are of the form {ICC_FORM_TEXT[study.icc_form]} (McGraw & Wong 1996), computed from the ANOVA "
         f"mean squares, with {level} confidence intervals from the F distribution"
         + (" with Satterthwaite's degrees of freedom" if study.icc_form.startswith("A") else "")
         + (" (ICC(A,k) limits: Spearman\u2013Brown step-up of the ICC(A,1) limits)" if study.icc_form == "A,k"
@@ -710,11 +452,11 @@ def _methods_html(study: StudyAgreement, settings: Mapping) -> str:
         + f"Software: QSMReproducibility {versions['QSMReproducibility']} on Python {versions['Python']} "
         f"(numpy {versions['numpy']}, scipy {versions['scipy']}, pandas {versions['pandas']}, matplotlib "
         f"{versions['matplotlib']}); features from PyRadiomics {versions['PyRadiomics']}.")
-    settings_frame = _settings_frame(study, settings)
-    settings_frame.columns = ["Setting", "Value"]
+    settings_table = settings_frame(study, settings)
+    settings_table.columns = ["Setting", "Value"]
     refs = "".join(f"<li>{_esc(r)}</li>" for r in _REFERENCES)
     return (f'<div class="methods"><p>{_esc(text)}</p></div>'
-            f'<p class="caption">Settings and software</p>{_frame_table("table-settings", settings_frame)}'
+            f'<p class="caption">Settings and software</p>{_frame_table("table-settings", settings_table)}'
             f'<h3>References</h3><ol class="refs">{refs}</ol>')
 
 
@@ -742,7 +484,7 @@ def render_html(study: StudyAgreement, figures: Mapping[str, bytes], *, settings
         '<header><h1>QSM reproducibility study: intra- and interobserver agreement</h1>'
         f'<p class="sub">Generated {_esc(generated)} by QSMReproducibility {_esc(__version__)}. '
         + (f'Observers: {_esc(_observers_text(study))}. ' if _observers_text(study) else '')
-        + f'ICC: {_esc(_ICC_FORM_TEXT[study.icc_form])}; stable feature: CCC and ICC &gt; {thr}.</p>'
+        + f'ICC: {_esc(ICC_FORM_TEXT[study.icc_form])}; stable feature: CCC and ICC &gt; {thr}.</p>'
         '<nav><a href="#sec-table1">Table 1</a><a href="#sec-table2">Table 2</a><a href="#sec-table3">Table 3</a>'
         '<a href="#sec-figure3">Figure 3</a><a href="#sec-bland-altman">Bland\u2013Altman</a>'
         '<a href="#sec-features">All features</a><a href="#sec-missing">Missing readings</a>'
@@ -780,7 +522,7 @@ def render_html(study: StudyAgreement, figures: Mapping[str, bytes], *, settings
     for lt in study.lesion_types:
         key = f"bland_altman_{lt}"
         if key in figures:
-            sections.append(_figure(f"figure-{_safe_name(key).replace('_', '-')}", figures[key],
+            sections.append(_figure(f"figure-{safe_name(key).replace('_', '-')}", figures[key],
                                     f"Bland\u2013Altman plots of mean QSM, {lt}",
                                     "Bland\u2013Altman plots of the mean QSM of "
                                     f"{_esc(lesion_label(lt).lower())}s for the "

@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .agreement import COMPARISONS, RADIOMICS_CLASSES
+from ..agreement import COMPARISONS
+from ..feature_table import RADIOMICS_CLASSES
 
 CLASS_LABELS = {
     "firstorder": "First order", "shape": "Shape", "shape2D": "Shape 2D", "glcm": "GLCM", "glrlm": "GLRLM",
