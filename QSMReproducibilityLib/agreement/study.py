@@ -298,18 +298,30 @@ def _table1(table: pd.DataFrame, observers: Sequence[str], lesion_types: Sequenc
                                        "mean_ppm", "sd_ppm"])
 
 
-def _table2(wide: pd.DataFrame, lesion_types: Sequence[str], icc_form: str, alpha: float) -> pd.DataFrame:
-    """Table 2 of the study: ICC and wCV (with 95 % CIs) of qsm_mean / qsm_median per comparison."""
-    rows = []
+def _qsm_frames(wide: pd.DataFrame, lesion_types: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """The readings of ``qsm_mean`` / ``qsm_median`` per (feature, lesion type) present, feature-major order."""
+    frames = {}
     features = set(wide.index.get_level_values("feature"))
     for feature in QSM_FEATURES:
         if feature not in features:
             continue
+        for lesion_type in lesion_types:
+            try:
+                frames[(feature, lesion_type)] = wide.xs((lesion_type, feature), level=("lesion_type", "feature"))
+            except KeyError:
+                continue
+    return frames
+
+
+def _table2(wide: pd.DataFrame, lesion_types: Sequence[str], icc_form: str, alpha: float) -> pd.DataFrame:
+    """Table 2 of the study: ICC and wCV (with 95 % CIs) of qsm_mean / qsm_median per comparison."""
+    rows = []
+    frames = _qsm_frames(wide, lesion_types)
+    for feature in QSM_FEATURES:
         for comparison in COMPARISONS:
             for lesion_type in lesion_types:
-                try:
-                    frame = wide.xs((lesion_type, feature), level=("lesion_type", "feature"))
-                except KeyError:
+                frame = frames.get((feature, lesion_type))
+                if frame is None:
                     continue
                 matrix_all = frame[list(comparison.columns)].to_numpy(dtype=float)
                 complete = np.all(np.isfinite(matrix_all), axis=1)
@@ -347,30 +359,22 @@ def _table2(wide: pd.DataFrame, lesion_types: Sequence[str], icc_form: str, alph
 
 def _bland_altman_table(wide: pd.DataFrame, lesion_types: Sequence[str], alpha: float) -> pd.DataFrame:
     rows = []
-    features = set(wide.index.get_level_values("feature"))
-    for feature in QSM_FEATURES:
-        if feature not in features:
-            continue
-        for lesion_type in lesion_types:
-            try:
-                frame = wide.xs((lesion_type, feature), level=("lesion_type", "feature"))
-            except KeyError:
+    for (feature, lesion_type), frame in _qsm_frames(wide, lesion_types).items():
+        for comparison in COMPARISONS:
+            if not comparison.pairwise:
                 continue
-            for comparison in COMPARISONS:
-                if not comparison.pairwise:
-                    continue
-                first, second = comparison.columns
-                pair = frame[[first, second]].dropna()
-                row = dict(feature=feature, lesion_type=lesion_type, comparison=comparison.name,
-                           difference=f"{first} - {second}", n=int(len(pair)))
-                try:
-                    result = bland_altman(pair[first], pair[second], alpha=alpha)
-                    row.update({f.name: getattr(result, f.name) for f in dataclasses.fields(result)
-                                if f.name not in ("n", "alpha")})
-                    row["reason"] = ""
-                except AgreementError as error:
-                    row["reason"] = str(error)
-                rows.append(row)
+            first, second = comparison.columns
+            pair = frame[[first, second]].dropna()
+            row = dict(feature=feature, lesion_type=lesion_type, comparison=comparison.name,
+                       difference=f"{first} - {second}", n=int(len(pair)))
+            try:
+                result = bland_altman(pair[first], pair[second], alpha=alpha)
+                row.update({f.name: getattr(result, f.name) for f in dataclasses.fields(result)
+                            if f.name not in ("n", "alpha")})
+                row["reason"] = ""
+            except AgreementError as error:
+                row["reason"] = str(error)
+            rows.append(row)
     columns = ["feature", "lesion_type", "comparison", "difference", "n", "bias", "bias_ci_low",
                "bias_ci_high", "sd", "loa_low", "loa_high", "loa_low_ci_low", "loa_low_ci_high",
                "loa_high_ci_low", "loa_high_ci_high", "multiplier", "reason"]
