@@ -449,3 +449,21 @@ def test_cli_extract_error_is_one_line_and_writes_nothing(tiny_case, tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("qsmrepro: error:") and "empty" in lines[0]
         assert not list(tmp_path.glob("features*"))
+
+
+def test_an_empty_csf_segment_stops_both_extraction_paths_with_one_error_type(tiny_case, tmp_path):
+    """χ is referenced to the reading's CSF; without CSF voxels there is no reference, and both the command
+    (extract_files) and the study path (features_for_reading) refuse the reading the same way."""
+    from QSMReproducibilityLib.radiomics import ReadingFiles, features_for_reading
+
+    _, roi, csf, qsm_path, _ = tiny_case
+    seg = _write_reading(tmp_path / "nocsf.seg.nrrd", {"lesion_right": roi, "csf": np.zeros_like(csf)}, AFFINE,
+                         case_id="H011", observer="O2", reading=1)
+    with pytest.raises(RadiomicsError, match=r"nocsf\.seg\.nrrd \(case H011, observer O2, reading 1\): the CSF "
+                                             r"segment is missing or empty"):
+        extract_files(qsm_path, [seg])
+    reading = ReadingFiles(case_id="H011", lesion_type="hematoma", observer="O2", reading=1,
+                           qsm_path=str(qsm_path), segmentation_path=str(seg))
+    with pytest.raises(RadiomicsError, match=r"case H011, observer O2, reading 1 \(.*nocsf\.seg\.nrrd\): the CSF "
+                                             r"segment is missing or empty"):
+        features_for_reading(reading, make_extractor())

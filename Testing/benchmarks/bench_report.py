@@ -52,9 +52,9 @@ def main() -> int:
     parser.add_argument("--features", help="long feature table (default: demo-output/features.csv or synthetic)")
     args = parser.parse_args()
 
-    from QSMReproducibilityLib.report import figures as report_figures
     from QSMReproducibilityLib.agreement import analyze_study
     from QSMReproducibilityLib.feature_table import read_feature_csv
+    from QSMReproducibilityLib.report import figures as report_figures
     from QSMReproducibilityLib.report import write_report
 
     work = Path(tempfile.mkdtemp(prefix="qsm-bench-report-"))
