@@ -14,8 +14,8 @@ import shutil
 import socket
 import tempfile
 import time
-from pathlib import Path
 import uuid
+from pathlib import Path
 from typing import Iterator, Mapping
 
 __all__ = ["atomic_output", "staging_folder", "publish_folder", "temp_name_prefix", "host_tag", "temp_file_owner",
