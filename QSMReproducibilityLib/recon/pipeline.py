@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError, ReconstructionError
 from ..io import GreSeries, check_output_path, load_gre, load_nifti_gre, load_volume, save_nifti
 from ..progress import ProgressCallback, notify, sub_progress
-from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
+from . import background, echoes, hz_per_ppm, inversion, kernels, mask as masks, unwrap
 from .background import VSHARP_RADII_MM
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def estimate_field(
 
     # Everything after the mask works on its bounding box (one voxel of margin): outside it there is
     # no phase to use, and the box is often much smaller than the field of view.
-    box = _grow(inversion.mask_bounding_box(brain), gre.shape, margin=1)
+    box = _grow(kernels.mask_bounding_box(brain), gre.shape, margin=1)
     magnitude, phase = gre.magnitude[box], gre.phase_rad[box]
 
     t = time.perf_counter()
