@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ReconstructionError
+from ..fileio import atomic_output
 from ..io import GreSeries, check_output_path, load_gre, load_nifti_gre, load_volume, save_nifti
 from ..progress import ProgressCallback, notify, sub_progress
 from . import background, echoes, hz_per_ppm, inversion, kernels, mask as masks, unwrap
@@ -259,7 +260,6 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
     :func:`reconstruct` (``acquisition`` from :func:`acquisition_record`).
     """
     import json
-    import tempfile
 
     from .. import __version__
 
@@ -281,12 +281,8 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "Software": f"QSMReproducibilityLib {__version__}",
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", dir=sidecar.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(info, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, sidecar)
+    with atomic_output(sidecar) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
 
 
 def sidecar_path(qsm_path) -> Path:
