@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..progress import ConsoleProgress
-from ..recon import pipeline
+from ..recon import mask as masks, pipeline
 from .arguments import add_phase_units_argument
 
 
@@ -27,11 +27,14 @@ def add_command(subparsers) -> None:
                      help="background field removal: the background part of a preconditioned total-field fit "
                           "(default; keeps lesions at the mask's edge), V-SHARP (the study's), projection onto "
                           "dipole fields, or Laplacian boundary value (loses one voxel at the mask's edge)")
-    rec.add_argument("--mask-method", default="bet", choices=("bet", "threshold"),
-                     help="how the nine candidate brain masks are made: BET at fractional thresholds 0.1-0.9 "
-                          "(default, as the study did), or magnitude thresholds (phantoms without scalp only)")
+    bet_fractions = masks.candidate_fractions("bet")
+    rec.add_argument("--mask-method", default=pipeline.ReconParams.mask_method, choices=masks.MASK_METHODS,
+                     help=f"how the nine candidate brain masks are made: BET at fractional thresholds "
+                          f"{bet_fractions[0]:g}-{bet_fractions[-1]:g} (default, as the study did), or magnitude "
+                          "thresholds (phantoms without scalp only)")
     rec.add_argument("--mask-index", type=int, default=None,
-                     help="candidate mask 0-8 (default: BET f = 0.5, candidate 4)")
+                     help=f"candidate mask 0-{len(bet_fractions) - 1} (default: BET f = {masks.BET_DEFAULT_FRACTION:g}, "
+                          f"candidate {masks.default_index('bet')})")
     rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")
     rec.add_argument("--mask-preview", metavar="PNG",
                      help="also write all nine candidate masks over the magnitude as a PNG, to pick one by eye")

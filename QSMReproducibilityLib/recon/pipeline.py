@@ -74,10 +74,15 @@ class ReconParams:
 
 @dataclass(frozen=True)
 class ReconResult:
-    """χ in ppm on the input grid plus the intermediate maps a reader may want to inspect."""
+    """χ in ppm on the input grid plus the intermediate maps a reader may want to inspect.
+
+    brain_mask : the chosen brain mask (a candidate, or the user's), on which the field was fitted.
+    local_field_mask : the voxels where the local field, and so χ, is valid: the brain mask less what the
+        background removal gives up (V-SHARP's and LBV's erosion at the edge; none for PDF and TFI).
+    """
 
     chi_ppm: np.ndarray
-    mask: np.ndarray
+    local_field_mask: np.ndarray
     brain_mask: np.ndarray
     local_field_ppm: np.ndarray
     total_field_ppm: np.ndarray
