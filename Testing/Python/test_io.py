@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -10,6 +9,8 @@ import pytest
 
 from QSMReproducibilityLib.errors import InputError
 from QSMReproducibilityLib.io import b0_direction_voxel, load_bids_anat, load_nifti_gre, phase_to_radians
+
+from cli_driver import qsmrepro
 
 TE = [0.00492, 0.00738, 0.00984]
 
@@ -91,8 +92,7 @@ def test_bad_input_names_the_problem(tmp_path, case, message):
 def test_cli_reports_errors_without_traceback_and_writes_nothing(tmp_path):
     anat = _bids(tmp_path / "anat", te=[0.01, 0.008, 0.012])
     out = tmp_path / "qsm.nii.gz"
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", str(anat), "-o", str(out)],
-                          capture_output=True, text=True)
+    proc = qsmrepro("reconstruct", anat, "-o", out)
     assert proc.returncode == 2
     assert "echo times must increase" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("*.nii*"))
