@@ -21,15 +21,18 @@ def _write(path, data, affine=np.eye(4)):
 
 
 def _bids(folder, n_echoes=3, phase_scale=1.0, te=TE, sidecar=True):
-    folder.mkdir(parents=True, exist_ok=True)
+    from QSMReproducibilityLib.phantom import write_bids_megre
+
     rng = np.random.default_rng(0)
-    for e in range(1, n_echoes + 1):
-        _write(folder / f"sub-1_echo-{e}_part-mag_MEGRE.nii", rng.random((8, 8, 4)) + 1)
-        _write(folder / f"sub-1_echo-{e}_part-phase_MEGRE.nii", (rng.random((8, 8, 4)) * 2 - 1) * np.pi * phase_scale)
-        if sidecar:
-            for part in ("mag", "phase"):
-                (folder / f"sub-1_echo-{e}_part-{part}_MEGRE.json").write_text(
-                    json.dumps({"EchoTime": te[e - 1], "MagneticFieldStrength": 3}))
+    magnitude, phase = [], []
+    for _ in range(n_echoes):
+        magnitude.append(rng.random((8, 8, 4)) + 1)
+        phase.append((rng.random((8, 8, 4)) * 2 - 1) * np.pi * phase_scale)
+    write_bids_megre(folder, "sub-1", np.stack(magnitude, -1).astype(np.float32),
+                     np.stack(phase, -1).astype(np.float32), np.eye(4), te[:n_echoes], 3)
+    if not sidecar:
+        for path in folder.glob("*.json"):
+            path.unlink()
     return folder
 
 

@@ -133,19 +133,18 @@ def test_parent_transform_is_folded_into_the_affine(scene):
 
 def _write_bids_gre(anat: Path, affine: np.ndarray, shape=(28, 26, 12), te_s=(0.005, 0.010, 0.015)) -> None:
     """A tiny multi-echo GRE: a sphere of tissue with a smooth field, BIDS names and sidecars."""
+    from QSMReproducibilityLib.phantom import write_bids_megre
+
     anat.mkdir(parents=True)
     i, j, k = np.indices(shape)
     centre = (np.array(shape) - 1) / 2
     r = np.sqrt(((i - centre[0]) / 10) ** 2 + ((j - centre[1]) / 9) ** 2 + ((k - centre[2]) / 4.5) ** 2)
     tissue = r < 1.0
     field_hz = 4.0 * np.exp(-(((i - 10) / 3.0) ** 2 + ((j - 12) / 3.0) ** 2 + ((k - 6) / 2.0) ** 2))
-    for echo, te in enumerate(te_s, start=1):
-        magnitude = np.where(tissue, 1000.0 * np.exp(-te / 0.04), 5.0).astype(np.float32)
-        phase = np.angle(np.exp(1j * (0.3 + 2 * np.pi * field_hz * te))).astype(np.float32)
-        for part, data in (("mag", magnitude), ("phase", phase)):
-            stem = f"sub-01_echo-{echo}_part-{part}_MEGRE"
-            nib.save(nib.Nifti1Image(data, affine), anat / f"{stem}.nii.gz")
-            (anat / f"{stem}.json").write_text(json.dumps({"EchoTime": te, "MagneticFieldStrength": 3.0}))
+    magnitude = np.stack([np.where(tissue, 1000.0 * np.exp(-te / 0.04), 5.0) for te in te_s], axis=-1)
+    phase = np.stack([np.angle(np.exp(1j * (0.3 + 2 * np.pi * field_hz * te))) for te in te_s], axis=-1)
+    write_bids_megre(anat, "sub-01", magnitude.astype(np.float32), phase.astype(np.float32), affine, te_s, 3.0,
+                     compress=True)
 
 
 def test_qsm_reconstructed_from_nifti_overlays_its_magnitude(scene, tmp_path):
