@@ -1,6 +1,5 @@
 """GRE input: formats, geometry and the errors a radiologist sees."""
 
-import json
 import subprocess
 
 import nibabel as nib

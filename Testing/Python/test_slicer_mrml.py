@@ -7,7 +7,6 @@ library's own ``.seg.nrrd`` reader.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
