@@ -14,8 +14,8 @@ VSHARP_RADII_MM = (12.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0)
 PDF_PAD_MM = 20.0
 """Room around the mask's box in which :func:`pdf` may place background sources."""
 TFI_PAD_MM = 10.0
-"""Room around the mask's box in which :func:`tfi` places background sources (20 and 40 mm gave the same
-lesion and deep-grey figures on the realistic head, on FFT grids 1.5 and 2.7 times larger)."""
+"""Room around the mask's box in which :func:`tfi` places background sources: more room leaves the lesion and
+deep-grey figures of the realistic head unchanged, on a larger FFT grid."""
 TFI_PRECONDITIONER = 10.0
 """P_B of :func:`tfi`: the scale of background χ against tissue χ (Liu et al. 2017 use 30 on their data);
 measured on the realistic head (``Testing/benchmarks/bench_skull_base.py``)."""
