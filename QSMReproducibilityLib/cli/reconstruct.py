@@ -21,9 +21,9 @@ def add_command(subparsers) -> None:
                      help="B0 direction in the voxel frame (default: from the sidecar's B0_dir, else the affine)")
     add_phase_units_argument(rec)
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
-    rec.add_argument("--method", default="star", choices=pipeline.METHODS)
-    rec.add_argument("--unwrap", default="temporal", choices=pipeline.UNWRAP_METHODS)
-    rec.add_argument("--background", default=pipeline.BACKGROUND_METHODS[0], choices=pipeline.BACKGROUND_METHODS,
+    rec.add_argument("--method", default=pipeline.ReconParams.method, choices=pipeline.METHODS)
+    rec.add_argument("--unwrap", default=pipeline.ReconParams.unwrap, choices=pipeline.UNWRAP_METHODS)
+    rec.add_argument("--background", default=pipeline.ReconParams.background, choices=pipeline.BACKGROUND_METHODS,
                      help="background field removal: the background part of a preconditioned total-field fit "
                           "(default; keeps lesions at the mask's edge), V-SHARP (the study's), projection onto "
                           "dipole fields, or Laplacian boundary value (loses one voxel at the mask's edge)")
