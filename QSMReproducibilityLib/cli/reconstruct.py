@@ -33,8 +33,8 @@ def add_command(subparsers) -> None:
                           f"{bet_fractions[0]:g}-{bet_fractions[-1]:g} (default, as the study did), or magnitude "
                           "thresholds (phantoms without scalp only)")
     rec.add_argument("--mask-index", type=int, default=None,
-                     help=f"candidate mask 0-{len(bet_fractions) - 1} (default: BET f = {masks.BET_DEFAULT_FRACTION:g}, "
-                          f"candidate {masks.default_index('bet')})")
+                     help=f"candidate mask 0-{len(bet_fractions) - 1} (default: BET "
+                          f"f = {masks.BET_DEFAULT_FRACTION:g}, candidate {masks.default_index('bet')})")
     rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")
     rec.add_argument("--mask-preview", metavar="PNG",
                      help="also write all nine candidate masks over the magnitude as a PNG, to pick one by eye")
