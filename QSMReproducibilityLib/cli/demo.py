@@ -13,7 +13,7 @@ def add_command(subparsers) -> None:
     demo.add_argument("-o", "--output", required=True, help="output folder (report.html, features.csv, agreement.xlsx, study/)")
     demo.add_argument("--cases", type=int, default=61, help="number of cases (default 61: 36 haematomas, 25 calcifications)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--method", default="star", choices=pipeline.METHODS)
+    demo.add_argument("--method", default=pipeline.STUDY_CHAIN["method"], choices=pipeline.METHODS)
     demo.add_argument("--background", default=pipeline.STUDY_CHAIN["background"], choices=pipeline.BACKGROUND_METHODS,
                       help="background field removal (default: V-SHARP, the study's chain, which the demo reproduces)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

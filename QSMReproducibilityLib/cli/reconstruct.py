@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..progress import ConsoleProgress
-from ..recon import pipeline
+from ..recon import mask as masks, pipeline
 from .arguments import add_phase_units_argument
 
 
@@ -21,17 +21,20 @@ def add_command(subparsers) -> None:
                      help="B0 direction in the voxel frame (default: from the sidecar's B0_dir, else the affine)")
     add_phase_units_argument(rec)
     rec.add_argument("-o", "--output", required=True, help="QSM NIfTI to write (chi in ppm)")
-    rec.add_argument("--method", default="star", choices=pipeline.METHODS)
-    rec.add_argument("--unwrap", default="temporal", choices=pipeline.UNWRAP_METHODS)
-    rec.add_argument("--background", default=pipeline.BACKGROUND_METHODS[0], choices=pipeline.BACKGROUND_METHODS,
+    rec.add_argument("--method", default=pipeline.ReconParams.method, choices=pipeline.METHODS)
+    rec.add_argument("--unwrap", default=pipeline.ReconParams.unwrap, choices=pipeline.UNWRAP_METHODS)
+    rec.add_argument("--background", default=pipeline.ReconParams.background, choices=pipeline.BACKGROUND_METHODS,
                      help="background field removal: the background part of a preconditioned total-field fit "
                           "(default; keeps lesions at the mask's edge), V-SHARP (the study's), projection onto "
                           "dipole fields, or Laplacian boundary value (loses one voxel at the mask's edge)")
-    rec.add_argument("--mask-method", default="bet", choices=("bet", "threshold"),
-                     help="how the nine candidate brain masks are made: BET at fractional thresholds 0.1-0.9 "
-                          "(default, as the study did), or magnitude thresholds (phantoms without scalp only)")
+    bet_fractions = masks.candidate_fractions("bet")
+    rec.add_argument("--mask-method", default=pipeline.ReconParams.mask_method, choices=masks.MASK_METHODS,
+                     help=f"how the nine candidate brain masks are made: BET at fractional thresholds "
+                          f"{bet_fractions[0]:g}-{bet_fractions[-1]:g} (default, as the study did), or magnitude "
+                          "thresholds (phantoms without scalp only)")
     rec.add_argument("--mask-index", type=int, default=None,
-                     help="candidate mask 0-8 (default: BET f = 0.5, candidate 4)")
+                     help=f"candidate mask 0-{len(bet_fractions) - 1} (default: BET "
+                          f"f = {masks.BET_DEFAULT_FRACTION:g}, candidate {masks.default_index('bet')})")
     rec.add_argument("--mask", help="use this mask NIfTI instead of the candidates")
     rec.add_argument("--mask-preview", metavar="PNG",
                      help="also write all nine candidate masks over the magnitude as a PNG, to pick one by eye")

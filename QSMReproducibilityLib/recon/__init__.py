@@ -1,7 +1,9 @@
 """QSM reconstruction from multi-echo GRE, one module per step family.
 
 unwrap -> echoes (field fit) -> mask -> background (total-field fit, V-SHARP, PDF or LBV) -> inversion (dipole) -> reference (CSF).
-``solvers`` holds the conjugate-gradient solver that the background fits and the iterative Tikhonov inversion share.
+Shared by the steps, none of which imports another: ``kernels`` (dipole and SMV kernels, FFT grids, the mask's
+bounding box), ``differences`` (the periodic gradient the TV and STAR inversions regularise with) and ``solvers``
+(the conjugate-gradient solver that the background fits and the iterative Tikhonov inversion share).
 ``pipeline`` chains them for a :class:`~QSMReproducibilityLib.io.GreSeries`.
 """
 

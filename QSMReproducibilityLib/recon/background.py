@@ -14,8 +14,8 @@ VSHARP_RADII_MM = (12.0, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0)
 PDF_PAD_MM = 20.0
 """Room around the mask's box in which :func:`pdf` may place background sources."""
 TFI_PAD_MM = 10.0
-"""Room around the mask's box in which :func:`tfi` places background sources (20 and 40 mm gave the same
-lesion and deep-grey figures on the realistic head, on FFT grids 1.5 and 2.7 times larger)."""
+"""Room around the mask's box in which :func:`tfi` places background sources: more room leaves the lesion and
+deep-grey figures of the realistic head unchanged, on a larger FFT grid."""
 TFI_PRECONDITIONER = 10.0
 """P_B of :func:`tfi`: the scale of background χ against tissue χ (Liu et al. 2017 use 30 on their data);
 measured on the realistic head (``Testing/benchmarks/bench_skull_base.py``)."""
@@ -61,13 +61,11 @@ def vsharp(
     mask = mask.astype(bool)
     if not mask.any():
         raise ReconstructionError("the brain mask is empty; choose a lower mask threshold")
-    from .inversion import mask_bounding_box
-
     # Only the mask's bounding box carries information. The spheres are tested and the high-pass taken
     # on the box itself (rounded up to a fast FFT size, no padding): a sphere that would wrap around
     # reaches outside the box, where the mask is empty, so such centres are excluded explicitly. Only
     # the deconvolution, which acts on the whole volume, runs on a grid padded by the largest radius.
-    box = mask_bounding_box(mask)
+    box = kernels.mask_bounding_box(mask)
     full_shape = total_field.shape
     total_field, mask = total_field[box], mask[box]
     radii = sorted((float(r) for r in radii_mm), reverse=True)
@@ -110,11 +108,9 @@ def vsharp(
 
 def _padded_dipole_problem(mask: np.ndarray, voxel_size_mm, b0_dir, pad_mm: float):
     """The mask's bounding box, the mask on it, the FFT grid padded by ``pad_mm`` and its dipole kernel."""
-    from .inversion import mask_bounding_box
-
     if not mask.any():
         raise ReconstructionError("the brain mask is empty; choose another mask candidate")
-    box = mask_bounding_box(mask)
+    box = kernels.mask_bounding_box(mask)
     inside = mask[box]
     grid = kernels.fast_shape(inside.shape, [int(np.ceil(pad_mm / float(v))) for v in voxel_size_mm])
     return box, inside, grid, kernels.dipole_kernel(grid, voxel_size_mm, b0_dir)
@@ -270,13 +266,12 @@ def lbv(
     """
     from scipy import ndimage
 
-    from .inversion import mask_bounding_box
     from .solvers import conjugate_gradient
 
     mask = mask.astype(bool)
     if not mask.any():
         raise ReconstructionError("the brain mask is empty; choose another mask candidate")
-    box = mask_bounding_box(mask)
+    box = kernels.mask_bounding_box(mask)
     inside = np.pad(mask[box], 1)
     field = np.pad(np.where(mask[box], total_field[box], np.float32(0)).astype(np.float32), 1)
     interior = ndimage.binary_erosion(inside, ndimage.generate_binary_structure(3, 1))

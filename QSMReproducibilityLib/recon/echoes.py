@@ -70,14 +70,3 @@ def fit_field(unwrapped_rad, magnitude: np.ndarray, te_s) -> FieldFit:
     slope *= np.float32(1 / (2 * np.pi))
     return FieldFit(slope, intercept)
 
-
-def normalized_phase(unwrapped_rad: np.ndarray, magnitude: np.ndarray, te_s) -> np.ndarray:
-    """STI Suite's normalised multi-echo phase (Li et al. 2011, NeuroImage 55:1645, eq. 2), in rad/s.
-
-    φ_norm = Σ_e TE_e·m_e·φ_e / Σ_e TE_e²·m_e — a fit through the origin (no phase offset). Provided for
-    comparison with STI Suite; :func:`fit_field` is preferred because it is unbiased by φ0.
-    """
-    te_s = np.asarray(te_s, dtype=np.float64)
-    num = (te_s * magnitude * unwrapped_rad).sum(-1)
-    den = (te_s**2 * magnitude).sum(-1)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).astype(np.float32)

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from ..progress import ProgressCallback, notify
-from . import kernels
+from . import differences, kernels
 
 INVERSION_PAD_MM = 12.0
 ITERATIVE_TIKHONOV_LAMBDA = 3e-3
@@ -24,16 +24,6 @@ def _grid(shape, voxel_size_mm):
     return kernels.fast_shape(shape, pad_vox)
 
 
-def mask_bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """Slices of the smallest box holding every voxel of ``mask`` (the whole volume if it is empty)."""
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(None))
-    return tuple(box)
-
-
 def _on_mask_box(solver):
     """Run ``solver(local, mask, ...)`` on the mask's bounding box only and put the result back.
 
@@ -42,7 +32,7 @@ def _on_mask_box(solver):
     """
     @functools.wraps(solver)
     def wrapped(local_ppm, mask, voxel_size_mm, *args, weight=None, **kwargs):
-        box = mask_bounding_box(mask)
+        box = kernels.mask_bounding_box(mask)
         if weight is not None:
             kwargs["weight"] = weight[box]
         chi = np.zeros(local_ppm.shape, np.float32)
@@ -118,7 +108,7 @@ def iterative_tikhonov(
     from .solvers import conjugate_gradient
 
     grid, d, w2, phi = _padded_problem(local_ppm, mask, voxel_size_mm, b0_dir, weight)
-    penalty = _gradient_symbol_sq(grid, voxel_size_mm)
+    penalty = differences.gradient_symbol_sq(grid, voxel_size_mm)
     penalty *= np.float32(lambda_)
 
     def normal_operator(x):
@@ -141,70 +131,6 @@ def iterative_tikhonov(
     return kernels.crop(chi, local_ppm.shape) * mask
 
 
-def _first_last(axis: int):
-    """Index tuples selecting the first and the last plane along ``axis``."""
-
-    def plane(index):
-        sel = [slice(None)] * 3
-        sel[axis] = slice(index, index + 1) if index >= 0 else slice(index, None)
-        return tuple(sel)
-
-    return plane(0), plane(-1)
-
-
-def _difference(x, axis: int, out, forward: bool):
-    """Periodic first difference of C-contiguous ``x`` along ``axis``, into C-contiguous ``out``.
-
-    Forward: out[i] = x[i + e] − x[i]; backward: out[i] = x[i] − x[i − e]. The bulk is one shifted
-    subtraction on the flattened arrays (contiguous, fast for every axis); the planes where the flat
-    neighbour is not the periodic one are then rewritten.
-    """
-    step = int(np.prod(x.shape[axis + 1:]))
-    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    first, last = _first_last(axis)
-    if forward:
-        np.subtract(flat_x[step:], flat_x[:-step], out=flat_out[:-step])
-        np.subtract(x[first], x[last], out=out[last])
-    else:
-        np.subtract(flat_x[step:], flat_x[:-step], out=flat_out[step:])
-        np.subtract(x[first], x[last], out=out[first])
-    return out
-
-
-def _gradient(x, voxel_size_mm, out=None):
-    """Forward differences with periodic boundary, per mm; shape (3, X, Y, Z), written into ``out``."""
-    x = np.ascontiguousarray(x)
-    if out is None:
-        out = np.empty((3,) + x.shape, np.float32)
-    for a in range(3):
-        _difference(x, a, out[a], forward=True)
-        out[a] *= np.float32(1.0 / float(voxel_size_mm[a]))
-    return out
-
-
-def _gradient_adjoint(g, voxel_size_mm, out=None):
-    """Adjoint of :func:`_gradient`: −Σ_a (g_a[i] − g_a[i − e_a])/Δ_a (the negative divergence)."""
-    g = np.ascontiguousarray(g)
-    if out is None:
-        out = np.empty(g.shape[1:], np.float32)
-    work = np.empty(g.shape[1:], np.float32)  # transient: the FFT buffers it shares memory with are free now
-    for a in range(3):
-        _difference(g[a], a, work, forward=False)
-        if a == 0:
-            np.multiply(work, np.float32(-1.0 / float(voxel_size_mm[a])), out=out)
-        else:
-            work *= np.float32(-1.0 / float(voxel_size_mm[a]))
-            out += work
-    return out
-
-
-def _gradient_symbol_sq(grid, voxel_size_mm):
-    """|Ĝ(k)|² of the forward-difference gradient: Σ_a (2 − 2cos(2π k_a Δ_a))/Δ_a², float32."""
-    terms = [((2.0 - 2.0 * np.cos(2 * np.pi * k * float(delta))) / float(delta) ** 2).astype(np.float32)
-             for k, delta in zip(kernels.k_grid(grid, voxel_size_mm), voxel_size_mm)]
-    return (terms[0] + terms[1]) + terms[2]
-
-
 def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterations, tolerance, progress):
     """ADMM iterations on the padded grid (see :func:`admm_inversion`); returns χ on the padded grid.
 
@@ -221,7 +147,7 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
     mu1 = np.float32(100.0 * alpha)
     threshold = np.float32(alpha / mu1)
     if regulariser == "tv":
-        denom = _gradient_symbol_sq(grid, voxel_size_mm)
+        denom = differences.gradient_symbol_sq(grid, voxel_size_mm)
         denom *= mu1
         n_terms = 3
     elif regulariser == "l1":
@@ -249,7 +175,7 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
         y -= s1
         y -= s1  # z − s₁
         if regulariser == "tv":
-            _gradient_adjoint(y, voxel_size_mm, out=work)
+            differences.gradient_adjoint(y, voxel_size_mm, out=work)
             chi_k = kernels.rfftn(work)
         else:
             chi_k = kernels.rfftn(y[0])
@@ -269,7 +195,7 @@ def _admm_padded(phi, w2, d, grid, voxel_size_mm, *, regulariser, alpha, iterati
             change = float(np.linalg.norm(work.ravel()) / max(float(np.linalg.norm(chi_new.ravel())), 1e-12))
         chi = chi_new
         if regulariser == "tv":
-            _gradient(chi, voxel_size_mm, out=y)
+            differences.gradient(chi, voxel_size_mm, out=y)
         else:
             y[0] = chi
         y += s1  # Rχ + s₁

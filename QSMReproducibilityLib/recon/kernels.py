@@ -2,7 +2,8 @@
 
 All kernels are built on a grid in physical k units (cycles/mm), so anisotropic voxels and an oblique
 B0 direction are handled exactly. Transforms use ``scipy.fft`` real-to-complex FFTs with worker threads;
-grids are padded to fast FFT sizes.
+grids are padded to fast FFT sizes. The grid handling the steps share lives here too: fast sizes,
+zero-padding and cropping, and the mask's bounding box that each step solves on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def crop(volume: np.ndarray, shape) -> np.ndarray:
     """Central crop of ``volume`` back to ``shape``."""
     before = [(n - s) // 2 for s, n in zip(shape, volume.shape)]
     return volume[tuple(slice(b, b + s) for b, s in zip(before, shape))]
+
+
+def mask_bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """Slices of the smallest box holding every voxel of ``mask`` (the whole volume if it is empty)."""
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1) if hits.size else slice(None))
+    return tuple(box)
 
 
 def rfftn(volume: np.ndarray) -> np.ndarray:

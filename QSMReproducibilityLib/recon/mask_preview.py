@@ -7,12 +7,11 @@ column title says so.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_output
 from .mask import MaskCandidates, bet_image
 
 LEVELS = (0.25, 0.5, 0.75)
@@ -69,13 +68,6 @@ def write_mask_preview(path, magnitude: np.ndarray, candidates: MaskCandidates, 
     fig.suptitle(f"Candidate brain masks ({method}); pick one with --mask-index", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ReconstructionError
+from ..fileio import atomic_output
 from ..io import GreSeries, check_output_path, load_gre, load_nifti_gre, load_volume, save_nifti
 from ..progress import ProgressCallback, notify, sub_progress
-from . import background, echoes, hz_per_ppm, inversion, mask as masks, unwrap
+from . import background, echoes, hz_per_ppm, inversion, kernels, mask as masks, unwrap
 from .background import VSHARP_RADII_MM
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,15 @@ class ReconParams:
 
 @dataclass(frozen=True)
 class ReconResult:
-    """χ in ppm on the input grid plus the intermediate maps a reader may want to inspect."""
+    """χ in ppm on the input grid plus the intermediate maps a reader may want to inspect.
+
+    brain_mask : the chosen brain mask (a candidate, or the user's), on which the field was fitted.
+    local_field_mask : the voxels where the local field, and so χ, is valid: the brain mask less what the
+        background removal gives up (V-SHARP's and LBV's erosion at the edge; none for PDF and TFI).
+    """
 
     chi_ppm: np.ndarray
-    mask: np.ndarray
+    local_field_mask: np.ndarray
     brain_mask: np.ndarray
     local_field_ppm: np.ndarray
     total_field_ppm: np.ndarray
@@ -171,7 +177,7 @@ def estimate_field(
 
     # Everything after the mask works on its bounding box (one voxel of margin): outside it there is
     # no phase to use, and the box is often much smaller than the field of view.
-    box = _grow(inversion.mask_bounding_box(brain), gre.shape, margin=1)
+    box = _grow(kernels.mask_bounding_box(brain), gre.shape, margin=1)
     magnitude, phase = gre.magnitude[box], gre.phase_rad[box]
 
     t = time.perf_counter()
@@ -259,7 +265,6 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
     :func:`reconstruct` (``acquisition`` from :func:`acquisition_record`).
     """
     import json
-    import tempfile
 
     from .. import __version__
 
@@ -281,12 +286,8 @@ def write_sidecar(qsm_out, acquisition: dict, result: ReconResult) -> None:
         "ProcessingSeconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "Software": f"QSMReproducibilityLib {__version__}",
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{sidecar.name}.", dir=sidecar.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(info, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, sidecar)
+    with atomic_output(sidecar) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
 
 
 def sidecar_path(qsm_path) -> Path:

@@ -56,3 +56,9 @@ def run_commands(commands: dict, *, root=None, timeout: float = 900) -> dict:
                           encoding="utf-8", cwd=REPO, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
+
+
+def qsmrepro(*args, cwd=REPO, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m QSMReproducibilityLib.cli ARGS...`` as the shell would: exit code, stdout and stderr (UTF-8)."""
+    return subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8", cwd=cwd, timeout=timeout)

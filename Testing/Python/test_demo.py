@@ -1,13 +1,12 @@
 """`qsmrepro demo` on the default 61-case cohort, through every stage, and the study's findings."""
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
 from QSMReproducibilityLib.readings import Study
+
+from cli_driver import qsmrepro
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +14,7 @@ def demo_dir(tmp_path_factory):
     pytest.importorskip("radiomics", reason="the demo extracts PyRadiomics features (no build for Python >= 3.12; "
                                             "inside 3D Slicer it comes from the SlicerRadiomics extension)")
     out = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run(
-        [sys.executable, "-m", "QSMReproducibilityLib.cli", "demo", "-o", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )
+    proc = qsmrepro("demo", "-o", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"Report: {out / 'report.html'}" in proc.stdout
     return out
@@ -49,8 +45,7 @@ def test_demo_study_store_is_real_and_consistent(demo_dir):
     assert sum(case.lesion_type == "hematoma" for case in study.cases()) == 36
     assert len(study.readings()) == 61 * 2 * 2
     assert study.verify() == []
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "study", "verify", str(demo_dir / "study")],
-                          capture_output=True, text=True)
+    proc = qsmrepro("study", "verify", demo_dir / "study")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

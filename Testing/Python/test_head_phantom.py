@@ -17,6 +17,8 @@ from scipy import ndimage
 from QSMReproducibilityLib import head_phantom as hp
 from QSMReproducibilityLib.io import b0_direction_voxel, load_gre, voxel_size_from_affine
 
+from head_support import write_head_case
+
 GAMMA_BAR_HZ_PER_T = 42.577478518e6  # proton γ/2π, CODATA 2018
 FAT_SHIFT_PPM = -3.4  # main (methylene) fat peak relative to water
 COARSE_VOXEL_MM = (2.88, 2.88, 4.0)
@@ -355,7 +357,7 @@ def test_air_spaces_are_labelled_apart_from_outside_air(head):
 
 def test_write_head_case_is_bids_megre_with_truth(tmp_path):
     tilt = np.array([0.0, 0.2, 1.0]) / math.hypot(0.2, 1.0)
-    case = hp.write_head_case(tmp_path, "H-01", shape=COARSE_SHAPE, voxel_mm=COARSE_VOXEL_MM, b0_dir=tilt,
+    case = write_head_case(tmp_path, "H-01", shape=COARSE_SHAPE, voxel_mm=COARSE_VOXEL_MM, b0_dir=tilt,
                               te_s=(0.005, 0.010), compress=True)
     gre = load_gre(case.anat_dir)
     assert gre.shape == COARSE_SHAPE and gre.n_echoes == 2

@@ -1,8 +1,6 @@
 """GRE input: formats, geometry and the errors a radiologist sees."""
 
-import json
 import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -10,6 +8,8 @@ import pytest
 
 from QSMReproducibilityLib.errors import InputError
 from QSMReproducibilityLib.io import b0_direction_voxel, load_bids_anat, load_nifti_gre, phase_to_radians
+
+from cli_driver import qsmrepro
 
 TE = [0.00492, 0.00738, 0.00984]
 
@@ -20,15 +20,18 @@ def _write(path, data, affine=np.eye(4)):
 
 
 def _bids(folder, n_echoes=3, phase_scale=1.0, te=TE, sidecar=True):
-    folder.mkdir(parents=True, exist_ok=True)
+    from QSMReproducibilityLib.phantom import write_bids_megre
+
     rng = np.random.default_rng(0)
-    for e in range(1, n_echoes + 1):
-        _write(folder / f"sub-1_echo-{e}_part-mag_MEGRE.nii", rng.random((8, 8, 4)) + 1)
-        _write(folder / f"sub-1_echo-{e}_part-phase_MEGRE.nii", (rng.random((8, 8, 4)) * 2 - 1) * np.pi * phase_scale)
-        if sidecar:
-            for part in ("mag", "phase"):
-                (folder / f"sub-1_echo-{e}_part-{part}_MEGRE.json").write_text(
-                    json.dumps({"EchoTime": te[e - 1], "MagneticFieldStrength": 3}))
+    magnitude, phase = [], []
+    for _ in range(n_echoes):
+        magnitude.append(rng.random((8, 8, 4)) + 1)
+        phase.append((rng.random((8, 8, 4)) * 2 - 1) * np.pi * phase_scale)
+    write_bids_megre(folder, "sub-1", np.stack(magnitude, -1).astype(np.float32),
+                     np.stack(phase, -1).astype(np.float32), np.eye(4), te[:n_echoes], 3)
+    if not sidecar:
+        for path in folder.glob("*.json"):
+            path.unlink()
     return folder
 
 
@@ -91,8 +94,7 @@ def test_bad_input_names_the_problem(tmp_path, case, message):
 def test_cli_reports_errors_without_traceback_and_writes_nothing(tmp_path):
     anat = _bids(tmp_path / "anat", te=[0.01, 0.008, 0.012])
     out = tmp_path / "qsm.nii.gz"
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", str(anat), "-o", str(out)],
-                          capture_output=True, text=True)
+    proc = qsmrepro("reconstruct", anat, "-o", out)
     assert proc.returncode == 2
     assert "echo times must increase" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob("*.nii*"))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +19,8 @@ from QSMReproducibilityLib.io import GreSeries, load_gre, load_nifti_gre, phase_
 from QSMReproducibilityLib.phantom import CSF, LESION_LABEL, simulate_case
 from QSMReproducibilityLib.recon import hz_per_ppm
 from QSMReproducibilityLib.recon.pipeline import estimate_field, reconstruct_path
+
+from cli_driver import qsmrepro
 
 
 def wrapped(phi):
@@ -172,9 +172,8 @@ def test_cli_warns_in_one_line_when_phase_is_rescaled_or_3_tesla_assumed(phantom
     scaled = tmp_path / "phase_scaled.nii.gz"
     nib.save(nib.Nifti1Image((phase * 0.004 / np.pi).astype(np.float32), case.affine), scaled)
     out = tmp_path / "qsm.nii.gz"
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", "--magnitude",
-                           str(root / "mag.nii.gz"), "--phase", str(scaled), "--te", *map(str, case.te_s),
-                           "--mask", str(root / "mask.nii.gz"), "-o", str(out)], capture_output=True, encoding="utf-8")
+    proc = qsmrepro("reconstruct", "--magnitude", root / "mag.nii.gz", "--phase", scaled, "--te", *case.te_s,
+                    "--mask", root / "mask.nii.gz", "-o", out)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and all(line.startswith("WARNING: ") for line in lines), proc.stderr
@@ -186,9 +185,8 @@ def test_cli_warns_in_one_line_when_phase_is_rescaled_or_3_tesla_assumed(phantom
     assert json.loads((tmp_path / "qsm.json").read_text())["MagneticFieldStrength"] == 3.0
 
     # Explicit units and field strength: nothing to warn about.
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", "--magnitude",
-                           str(root / "mag.nii.gz"), "--phase", str(scaled), "--te", *map(str, case.te_s),
-                           "--phase-units", "rescale", "--b0", "3", "--mask", str(root / "mask.nii.gz"),
-                           "-o", str(tmp_path / "qsm2.nii.gz")], capture_output=True, encoding="utf-8")
+    proc = qsmrepro("reconstruct", "--magnitude", root / "mag.nii.gz", "--phase", scaled, "--te", *case.te_s,
+                    "--phase-units", "rescale", "--b0", "3", "--mask", root / "mask.nii.gz",
+                    "-o", tmp_path / "qsm2.nii.gz")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert json.loads((tmp_path / "qsm2.json").read_text())["PhaseScaling"]["requested"] == "rescale"

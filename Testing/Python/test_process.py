@@ -36,6 +36,8 @@ from QSMReproducibilityLib.process.tasks import ReconTask, recon_key, run_recon
 from QSMReproducibilityLib.readings import Study
 from QSMReproducibilityLib.segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
 
+from cli_driver import qsmrepro
+
 distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] is a dependency: run `make venv`")
 needs_radiomics = pytest.mark.skipif(
     importlib.util.find_spec("radiomics") is None,
@@ -300,8 +302,7 @@ def test_scheduler_and_workers_as_processes_a_worker_killed_mid_reconstruction_a
     assert leftovers == []
 
     import_readings(study_dir, cohort)
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "study", "process", str(study_dir),
-                           "--scheduler", dask_cluster], capture_output=True, text=True, timeout=300)
+    proc = qsmrepro("study", "process", study_dir, "--scheduler", dask_cluster, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert "0 case(s) reconstructed; features of 24 reading(s): 24 computed, 0 cached" in proc.stdout
@@ -449,11 +450,9 @@ def test_an_unreachable_scheduler_is_one_error_line(cohort, tmp_path, capsys):
 @needs_radiomics
 def test_demo_study_is_processed_again_to_the_same_feature_table(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "demo", "-o", str(out), "--cases", "5"],
-                          capture_output=True, text=True, timeout=600)
+    proc = qsmrepro("demo", "-o", out, "--cases", "5", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "study", "process",
-                           str(out / "study"), "--workers", "0"], capture_output=True, text=True, timeout=600)
+    proc = qsmrepro("study", "process", out / "study", "--workers", "0", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "features of 20 reading(s): 20 computed, 0 cached" in proc.stdout
     demo = pd.read_csv(out / "features.csv")

@@ -3,7 +3,6 @@ hand, CSF referencing, grids, degenerate ROIs and the ``qsmrepro extract`` comma
 
 import ast
 import logging
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -33,6 +32,8 @@ from QSMReproducibilityLib.radiomics import (
     roi_features,
 )
 from QSMReproducibilityLib.segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+
+from cli_driver import qsmrepro
 
 VOXEL = (0.72, 0.72, 2.0)
 AFFINE = np.diag([*VOXEL, 1.0])
@@ -415,18 +416,13 @@ def test_empty_segment_names_case_observer_and_reading(tiny_case, tmp_path):
 # qsmrepro extract
 
 
-def _qsmrepro(*args):
-    return subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
-
-
 def test_cli_extract_writes_csv_and_xlsx(tiny_case, tmp_path):
     qsm, roi, csf, qsm_path, _ = tiny_case
     seg = _write_reading(tmp_path / "O1_r2.seg.nrrd", {"lesion_right": roi, "csf": csf}, AFFINE)
-    done = _qsmrepro("extract", qsm_path, seg, "-o", tmp_path / "features.csv")
+    done = qsmrepro("extract", qsm_path, seg, "-o", tmp_path / "features.csv", timeout=300)
     assert done.returncode == 0, done.stderr
     csv = pd.read_csv(tmp_path / "features.csv")
-    done = _qsmrepro("extract", qsm_path, seg, "-o", tmp_path / "features.xlsx")
+    done = qsmrepro("extract", qsm_path, seg, "-o", tmp_path / "features.xlsx", timeout=300)
     assert done.returncode == 0, done.stderr
     with open(tmp_path / "features.xlsx", "rb") as f:
         assert f.read(2) == b"PK"  # a zip container, not text
@@ -444,7 +440,7 @@ def test_cli_extract_error_is_one_line_and_writes_nothing(tiny_case, tmp_path):
     _, roi, csf, qsm_path, _ = tiny_case
     seg = _write_reading(tmp_path / "empty.seg.nrrd", {"lesion_right": np.zeros_like(roi), "csf": csf}, AFFINE)
     for output in ("features.csv", "features.xlsx"):
-        done = _qsmrepro("extract", qsm_path, seg, "-o", tmp_path / output)
+        done = qsmrepro("extract", qsm_path, seg, "-o", tmp_path / output, timeout=300)
         assert done.returncode == 2
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("qsmrepro: error:") and "empty" in lines[0]

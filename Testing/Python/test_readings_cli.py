@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,10 +26,9 @@ from QSMReproducibilityLib.cli import main
 from QSMReproducibilityLib.phantom import CSF, LESION_LABEL, simulate_case
 from QSMReproducibilityLib.readings import Study
 
-from cli_driver import run_commands
+from cli_driver import qsmrepro, run_commands
 from gre_dicom import write_dicom_gre
 
-REPO = Path(__file__).resolve().parents[2]
 CONTRACT_COLUMNS = ["case_id", "lesion_id", "lesion_type", "observer", "reading", "feature", "value"]
 PATIENT_NAME = "DOE^JANE"
 
@@ -324,8 +322,7 @@ def test_cli_errors_are_one_line_exit_2_no_traceback_and_change_nothing(tmp_path
     # All commands run in one separate interpreter, each through the CLI's main() with its own
     # stdout/stderr (cli_driver), so that an exception escaping main() would show as a traceback; one
     # command also runs as `python -m QSMReproducibilityLib.cli` to check the exit code the shell sees.
-    shell = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "study",
-                            *map(str, commands["finish twice"][0])], capture_output=True, text=True, cwd=REPO)
+    shell = qsmrepro("study", *commands["finish twice"][0])
     results = {label: result[:3] for label, result in
                run_commands({label: ["study", *argv] for label, (argv, _) in commands.items()}, timeout=120).items()}
     results["finish twice, from the shell"] = [shell.returncode, shell.stdout, shell.stderr]

@@ -20,19 +20,11 @@ from mrml_support import mrml, slicer  # skips this module where slicer-core is 
 from QSMReproducibilityLib import segio  # noqa: E402
 from QSMReproducibilityLib.readings import Study  # noqa: E402
 
+from affines import oblique_affine  # noqa: E402
+
 
 SHAPE = (17, 13, 9)
 P = segio.TAG_PREFIX
-
-
-def oblique_left_handed_affine() -> np.ndarray:
-    a, b = np.deg2rad(25.0), np.deg2rad(-12.0)
-    rot_z = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    rot_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot_z @ rot_x @ np.diag([-0.72, 0.9, 2.0])
-    affine[:3, 3] = [14.5, -33.0, 21.0]
-    return affine
 
 
 def asymmetric_lesion() -> np.ndarray:
@@ -64,7 +56,8 @@ def onto_slicer_grid(mask: np.ndarray, affine: np.ndarray, slicer_affine: np.nda
 
 def test_slicer_reading_through_the_study_keeps_node_and_segment_tags_and_voxels(tmp_path):
     mrml.register_segmentation_converters()
-    affine = oblique_left_handed_affine()
+    affine = oblique_affine(voxel_mm=(-0.72, 0.9, 2.0), rotation_deg=(-12.0, 0.0, 25.0),
+                            origin_mm=(14.5, -33.0, 21.0))
     i, j, k = np.indices(SHAPE)
     chi = (0.02 * i - 0.013 * j + 0.007 * k).astype(np.float32)   # every voxel distinct along each axis
     lesion, csf = asymmetric_lesion(), csf_region()

@@ -17,6 +17,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cli_driver import qsmrepro
+
 STUDY_TE = ["0.00492", "0.00738", "0.00984", "0.0123", "0.01476", "0.01722", "0.01968"]
 CYLINDERS_PPM = (0.1, -0.1, 0.2, -0.2)
 
@@ -34,9 +36,8 @@ def _qsm_forward(tmp_path, b0_dir):
 
 
 def _reconstruct(bids, qsm, field, method, *options):
-    proc = subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", "reconstruct", str(bids / "sub-1" / "anat"),
-                           "-o", str(qsm), "--save-field", str(field), "--method", method, *options],
-                          capture_output=True, text=True)
+    proc = qsmrepro("reconstruct", bids / "sub-1" / "anat", "-o", qsm, "--save-field", field, "--method", method,
+                    *options)
     assert proc.returncode == 0, proc.stderr
 
 

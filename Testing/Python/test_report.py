@@ -31,6 +31,8 @@ from QSMReproducibilityLib.cli.agreement import add_command as add_cli
 from QSMReproducibilityLib.report import CSV_FILES, XLSX_SHEETS, write_report
 from QSMReproducibilityLib.report.figures import FIGURE_DPI, STABLE_COLOR
 
+from cli_driver import qsmrepro
+
 STABLE = ["original_firstorder_StableEnergy", "original_shape_StableVolume", "original_glrlm_StableRuns"]
 NOISE = ["original_firstorder_NoiseSkew", "original_glcm_NoiseContrast", "original_glszm_NoiseZones",
          "original_gldm_NoiseDependence", "original_ngtdm_NoiseBusyness"]
@@ -328,11 +330,6 @@ def test_cli_names_the_file_and_the_missing_column(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CLI, bad input
 
-def _qsmrepro(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "QSMReproducibilityLib.cli", *arguments], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
-
-
 def _bad_tables() -> dict[str, tuple[pd.DataFrame, str]]:
     good = synthetic_features()
     text = good.astype({"value": object})
@@ -358,7 +355,7 @@ def test_cli_rejects_bad_input_in_one_line_and_writes_nothing(kind, tmp_path):
     table, message = _bad_tables()[kind]
     features = tmp_path / "features.csv"
     table.to_csv(features, index=False)
-    result = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), cwd=tmp_path)
+    result = qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -383,7 +380,7 @@ def test_cli_names_an_unreadable_feature_file(content, message, tmp_path):
     features = tmp_path / "features.csv"
     if content is not None:
         features.write_bytes(content.encode("latin-1"))
-    result = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), cwd=tmp_path)
+    result = qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), cwd=tmp_path, timeout=300)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert re.search(message, result.stderr) and "Traceback" not in result.stderr
     assert not (tmp_path / "report").exists()
@@ -392,8 +389,8 @@ def test_cli_names_an_unreadable_feature_file(content, message, tmp_path):
 def test_cli_states_the_chosen_icc_form_and_threshold(tmp_path):
     features = tmp_path / "features.csv"
     synthetic_features(1).to_csv(features, index=False)
-    result = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), "--icc-form", "C,1",
-                       "--threshold", "0.9", cwd=tmp_path)
+    result = qsmrepro("agreement", str(features), "-o", str(tmp_path / "report"), "--icc-form", "C,1",
+                       "--threshold", "0.9", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str((tmp_path / "report" / "report.html").resolve())
     text = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
@@ -409,7 +406,8 @@ def test_cli_states_the_chosen_icc_form_and_threshold(tmp_path):
     row = fa[(fa["feature"] == "qsm_mean") & (fa["lesion_type"] == "hematoma") & (fa["comparison"] == "O1 intra")]
     assert row["icc"].iloc[0] == pytest.approx(ag.icc(matrix, "C,1").value, abs=1e-12)
     assert row["icc"].iloc[0] != pytest.approx(ag.icc(matrix, "A,1").value, abs=1e-9)
-    bad = _qsmrepro("agreement", str(features), "-o", str(tmp_path / "other"), "--icc-form", "2,1", cwd=tmp_path)
+    bad = qsmrepro("agreement", str(features), "-o", str(tmp_path / "other"), "--icc-form", "2,1", cwd=tmp_path,
+                   timeout=300)
     assert bad.returncode == 2 and "invalid choice: '2,1'" in bad.stderr and not (tmp_path / "other").exists()
 
 

@@ -19,23 +19,12 @@ import pytest
 from QSMReproducibilityLib import fileio, segio
 from QSMReproducibilityLib.errors import InputError
 
+from affines import oblique_affine
+
 REPO = Path(__file__).resolve().parents[2]
 TERM_JSON = REPO / "Resources" / "QSMReproducibility.term.json"
 
 SHAPE = (17, 13, 9)
-
-
-def oblique_affine(negative_determinant: bool = True) -> np.ndarray:
-    """A voxel->RAS affine with anisotropic voxels, rotated about all three axes, off-centre."""
-    ax, ay, az = np.deg2rad([20.0, -15.0, 35.0])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    zooms = np.diag([-0.72 if negative_determinant else 0.72, 0.9, 2.0])
-    affine = np.eye(4)
-    affine[:3, :3] = rz @ ry @ rx @ zooms
-    affine[:3, 3] = [12.5, -30.25, 41.0]
-    return affine
 
 
 def l_shape(shape=SHAPE) -> np.ndarray:
@@ -192,7 +181,7 @@ def test_segio_file_read_by_slicer_storage_node(mrml, tmp_path, overlapping):
 
 def test_slicer_saved_segmentation_read_by_segio(mrml, tmp_path):
     slicer = mrml
-    affine = oblique_affine(negative_determinant=False)
+    affine = oblique_affine(voxel_mm=(0.72, 0.9, 2.0))
     scene = slicer.vtkMRMLScene()
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     node.SetAttribute("QSMReproducibility.Observer", "O2")
@@ -246,7 +235,7 @@ def test_geometry_segmentation_over_nifti_volume_matches_nibabel_voxels(mrml, tm
     from vtk.util import numpy_support
 
     slicer = mrml
-    affine = oblique_affine(negative_determinant=True)  # left-handed, as dcm2niix often writes
+    affine = oblique_affine(voxel_mm=(-0.72, 0.9, 2.0))  # left-handed, as dcm2niix often writes
     truth = l_shape()
     volume_path = tmp_path / "qsm.nii.gz"
     nib.save(nib.Nifti1Image(truth.astype(np.int16) * 7, affine), volume_path)

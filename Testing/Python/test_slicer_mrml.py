@@ -7,7 +7,6 @@ library's own ``.seg.nrrd`` reader.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +16,13 @@ import pytest
 
 from mrml_support import mrml, slicer  # skips this module where slicer-core is absent
 
+from affines import oblique_affine  # noqa: E402
+
 
 P = mrml.TAG_PREFIX
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+OBLIQUE = {"voxel_mm": (0.7, 0.9, 2.0), "rotation_deg": (-9.0, 0.0, 17.0), "origin_mm": (-31.5, 12.25, 40.0)}
+"""Rotated about two axes, anisotropic 0.7 x 0.9 x 2.0 mm voxels, off-centre."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,17 +33,6 @@ def converters():
 @pytest.fixture()
 def scene():
     return slicer.vtkMRMLScene()
-
-
-def oblique_affine() -> np.ndarray:
-    """Rotated about two axes, anisotropic 0.7 x 0.9 x 2.0 mm voxels, off-centre."""
-    a, b = np.deg2rad(17.0), np.deg2rad(-9.0)
-    rot_z = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    rot_x = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    affine = np.eye(4)
-    affine[:3, :3] = rot_z @ rot_x @ np.diag([0.7, 0.9, 2.0])
-    affine[:3, 3] = [-31.5, 12.25, 40.0]
-    return affine
 
 
 def asymmetric_volume(shape=(13, 9, 6)) -> np.ndarray:
@@ -101,7 +93,7 @@ def reading_specs(tags):
 
 def test_volume_node_geometry_and_voxels_match_nibabel_and_itk(scene, tmp_path):
     sitk = pytest.importorskip("SimpleITK")
-    volume, affine = asymmetric_volume(), oblique_affine()
+    volume, affine = asymmetric_volume(), oblique_affine(**OBLIQUE)
     path = tmp_path / "oblique.nii.gz"
     nib.save(nib.Nifti1Image(volume, affine), path)
     loaded = nib.load(path)
@@ -124,7 +116,7 @@ def test_volume_node_geometry_and_voxels_match_nibabel_and_itk(scene, tmp_path):
 
 
 def test_parent_transform_is_folded_into_the_affine(scene):
-    volume, affine = asymmetric_volume(), oblique_affine()
+    volume, affine = asymmetric_volume(), oblique_affine(**OBLIQUE)
     node = mrml.volume_node_from_array(scene, volume, affine, name="moved")
     shift = np.eye(4)
     shift[:3, 3] = [5.0, -2.0, 7.5]
@@ -140,26 +132,25 @@ def test_parent_transform_is_folded_into_the_affine(scene):
 
 def _write_bids_gre(anat: Path, affine: np.ndarray, shape=(28, 26, 12), te_s=(0.005, 0.010, 0.015)) -> None:
     """A tiny multi-echo GRE: a sphere of tissue with a smooth field, BIDS names and sidecars."""
+    from QSMReproducibilityLib.phantom import write_bids_megre
+
     anat.mkdir(parents=True)
     i, j, k = np.indices(shape)
     centre = (np.array(shape) - 1) / 2
     r = np.sqrt(((i - centre[0]) / 10) ** 2 + ((j - centre[1]) / 9) ** 2 + ((k - centre[2]) / 4.5) ** 2)
     tissue = r < 1.0
     field_hz = 4.0 * np.exp(-(((i - 10) / 3.0) ** 2 + ((j - 12) / 3.0) ** 2 + ((k - 6) / 2.0) ** 2))
-    for echo, te in enumerate(te_s, start=1):
-        magnitude = np.where(tissue, 1000.0 * np.exp(-te / 0.04), 5.0).astype(np.float32)
-        phase = np.angle(np.exp(1j * (0.3 + 2 * np.pi * field_hz * te))).astype(np.float32)
-        for part, data in (("mag", magnitude), ("phase", phase)):
-            stem = f"sub-01_echo-{echo}_part-{part}_MEGRE"
-            nib.save(nib.Nifti1Image(data, affine), anat / f"{stem}.nii.gz")
-            (anat / f"{stem}.json").write_text(json.dumps({"EchoTime": te, "MagneticFieldStrength": 3.0}))
+    magnitude = np.stack([np.where(tissue, 1000.0 * np.exp(-te / 0.04), 5.0) for te in te_s], axis=-1)
+    phase = np.stack([np.angle(np.exp(1j * (0.3 + 2 * np.pi * field_hz * te))) for te in te_s], axis=-1)
+    write_bids_megre(anat, "sub-01", magnitude.astype(np.float32), phase.astype(np.float32), affine, te_s, 3.0,
+                     compress=True)
 
 
 def test_qsm_reconstructed_from_nifti_overlays_its_magnitude(scene, tmp_path):
     pipeline = pytest.importorskip("QSMReproducibilityLib.recon.pipeline")
     from QSMReproducibilityLib.io import load_volume
 
-    affine = oblique_affine()
+    affine = oblique_affine(**OBLIQUE)
     anat = tmp_path / "anat"
     _write_bids_gre(anat, affine)
     qsm_path = tmp_path / "qsm.nii.gz"
@@ -179,7 +170,7 @@ def test_qsm_reconstructed_from_nifti_overlays_its_magnitude(scene, tmp_path):
 
 
 def _reference_and_masks(scene):
-    volume, affine = asymmetric_volume((24, 20, 9)), oblique_affine()
+    volume, affine = asymmetric_volume((24, 20, 9)), oblique_affine(**OBLIQUE)
     reference = mrml.volume_node_from_array(scene, volume, affine, name="qsm")
     lesion = np.zeros(volume.shape, bool)
     lesion[3:7, 4:6, 2:5] = True
@@ -304,7 +295,7 @@ def test_removing_a_reading_leaves_nothing_of_it_and_keeps_the_other_reading(sce
     baseline = _node_ids(scene)
     readings = {}
     for uid, observer in (("uid-A", "obsA"), ("uid-B", "obsB")):
-        qsm = mrml.volume_node_from_array(scene, asymmetric_volume(), oblique_affine(), name=f"QSM {uid}",
+        qsm = mrml.volume_node_from_array(scene, asymmetric_volume(), oblique_affine(**OBLIQUE), name=f"QSM {uid}",
                                           attributes={P + "SessionUID": uid})
         node = mrml.reading_segmentation_node(scene, qsm, reading_specs(reading_tags(uid=uid, observer=observer)))
         mrml.set_segment_masks(node, {"csf": asymmetric_volume() > 4000}, qsm)

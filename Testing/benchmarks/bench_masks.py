@@ -49,10 +49,13 @@ def main() -> int:
     from QSMReproducibilityLib.io import load_gre
     from QSMReproducibilityLib.recon import mask, pipeline
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Python"))
+    from head_support import deep_grey_scores, write_head_case
+
     work = Path(args.keep or tempfile.mkdtemp(prefix="qsm-bench-masks-"))
     t = time.perf_counter()
     phantom = hp.make_head()
-    case = hp.write_head_case(work / "head", "HEAD", phantom=phantom)
+    case = write_head_case(work / "head", "HEAD", phantom=phantom)
     print(f"simulated the head, {phantom.shape} x {len(hp.STUDY_TE_S)} echoes, in {time.perf_counter() - t:.1f} s")
     gre = load_gre(case.anat_dir)
     vox = gre.voxel_size_mm
@@ -80,11 +83,11 @@ def main() -> int:
     rows.append(("threshold 0.20 (takes the scalp)",
                  pipeline.reconstruct(gre, pipeline.ReconParams(mask_method="threshold", mask_index=2))))
     for name, result in rows:
-        region = with_truth.mask & result.mask & truth
+        region = with_truth.local_field_mask & result.local_field_mask & truth
         rec = result.chi_ppm[region] - result.chi_ppm[region].mean()
         ref = phantom.chi_ppm[region] - phantom.chi_ppm[region].mean()
         nrmse = np.linalg.norm(rec - ref) / np.linalg.norm(ref)
-        scores = hp.deep_grey_scores(phantom, result.chi_ppm, result.mask)
+        scores = deep_grey_scores(phantom, result.chi_ppm, result.local_field_mask)
         slope, error = scores["slope"], scores["mean_error"]
         coverage = (result.brain_mask & truth).sum() / truth.sum()
         outside = (result.brain_mask & ~truth).sum() / truth.sum()

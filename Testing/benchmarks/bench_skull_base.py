@@ -31,6 +31,9 @@ def main() -> int:
     from QSMReproducibilityLib.io import GreSeries
     from QSMReproducibilityLib.recon import pipeline
 
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "Python"))
+    from head_support import deep_grey_scores
+
     lesion_sets = {
         "default lesions": hp.DEFAULT_LESIONS,
         "other positions": (
@@ -57,7 +60,7 @@ def main() -> int:
             t = time.perf_counter()
             result = pipeline.invert_field(fieldmap, params)
             seconds = time.perf_counter() - t
-            chi, kept_mask = result.chi_ppm, result.mask
+            chi, kept_mask = result.chi_ppm, result.local_field_mask
             reference = chi[horns & kept_mask].mean()
             cells, met = [], True
             for truth in phantom.lesions:
@@ -67,7 +70,7 @@ def main() -> int:
                 met &= abs(value / truth.pv_chi_ppm - 1) <= 0.25 and kept >= 0.95
                 cells.append(f"{truth.lesion.kind} at {truth.lesion.fraction:.2f}: {value:+.3f}/{truth.pv_chi_ppm:+.3f} "
                              f"ppm = {value / truth.pv_chi_ppm:.2f}x, kept {kept:.2f}")
-            scores = hp.deep_grey_scores(phantom, chi, kept_mask)
+            scores = deep_grey_scores(phantom, chi, kept_mask)
             slope, error = scores["slope"], scores["mean_error"]
             default = " (default)" if background == pipeline.BACKGROUND_METHODS[0] else ""
             print(f"  {background:7s} + STAR{default}: " + "; ".join(cells))
