@@ -512,7 +512,7 @@ def load_image(path) -> tuple[np.ndarray, np.ndarray]:
         return load_volume(path)
     import SimpleITK as sitk
 
-    from .dicom import sitk_to_ras
+    from .io.dicom import sitk_to_ras
 
     if not path.exists():
         raise RadiomicsError(f"{path}: file not found")

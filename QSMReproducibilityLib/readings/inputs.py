@@ -177,7 +177,7 @@ class CaseInputs:
         if b0_dir is not None:
             if len(b0_dir) != 3 or not np.all(np.isfinite(b0_dir)) or not np.linalg.norm(b0_dir) > 0:
                 raise InputError(f"case {case_id}: the B0 direction must be three finite numbers, not all zero")
-            gre = dataclasses.replace(gre, b0_dir_voxel=tuple(float(v) for v in b0_dir))
+            gre = dataclasses.replace(gre, b0_dir_given=tuple(float(v) for v in b0_dir))
         mask = None
         if mask_path is not None:
             mask, mask_affine = load_volume(mask_path)
@@ -186,7 +186,7 @@ class CaseInputs:
             if not (mask > 0.5).any():
                 raise InputError(f"case {case_id}: mask {mask_path} is empty (no voxel above 0.5)")
         acquisition = acquisition_record(gre)
-        acquisition["B0DirectionGiven"] = gre.b0_dir_voxel is not None
+        acquisition["B0DirectionGiven"] = gre.b0_dir_given is not None
         fingerprints = "; ".join(f"GRE input {gre_fingerprint(p)}" for p in sources)
         reference = "; ".join(one_line(t) for t in (gre_reference, fingerprints) if t and t.strip()) or None
 

@@ -422,7 +422,7 @@ def reconstruct_path(
     else:
         raise InputError("give an input folder (BIDS anat or DICOM) or --magnitude and --phase NIfTI files")
     if b0_dir is not None:
-        gre = dataclasses.replace(gre, b0_dir_voxel=tuple(float(v) for v in b0_dir))
+        gre = dataclasses.replace(gre, b0_dir_given=tuple(float(v) for v in b0_dir))
     user_mask = None
     if user_mask_path is not None:
         user_mask, mask_affine = load_volume(user_mask_path)
