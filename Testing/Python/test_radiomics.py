@@ -32,7 +32,8 @@ from QSMReproducibilityLib.radiomics import (
     make_extractor,
     roi_features,
 )
-from QSMReproducibilityLib.segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+from QSMReproducibilityLib.segio import write_seg_nrrd
+from QSMReproducibilityLib.terminology import csf_segment, lesion_segment, reading_tags
 
 VOXEL = (0.72, 0.72, 2.0)
 AFFINE = np.diag([*VOXEL, 1.0])
