@@ -36,21 +36,25 @@ ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 LESION_TYPES = ("hematoma", "calcification")
 SIDES = ("right", "left")
 
-# SNOMED CT codes (coding scheme "SCT"), as in Slicer's DICOM master lists and the term.json.
-_CATEGORY_MORPHOLOGY = ("SCT", "49755003", "Morphologically Altered Structure")
-_CATEGORY_ANATOMY = ("SCT", "123037004", "Anatomical Structure")
-_TYPE_CODES = {
-    "hematoma": ("SCT", "35566002", "Hematoma"),
-    "calcification": ("SCT", "18115005", "Calcification"),
-    "csf": ("SCT", "65216001", "Cerebrospinal Fluid"),
+# SNOMED CT codes (coding scheme "SCT") and meanings, as in Slicer's DICOM master lists and the term.json.
+_SNOMED_CT = {
+    "morphology": ("49755003", "Morphologically Altered Structure"),  # categories
+    "anatomy": ("123037004", "Anatomical Structure"),
+    "hematoma": ("35566002", "Hematoma"),  # types
+    "calcification": ("18115005", "Calcification"),
+    "csf": ("65216001", "Cerebrospinal Fluid"),
+    "vertebral artery": ("85234005", "Vertebral artery"),  # regions
+    "lateral ventricle": ("66720007", "Lateral ventricle"),
+    "right": ("24028007", "Right"),  # region modifiers
+    "left": ("7771000", "Left"),
+    "both": ("51440002", "Right and left"),
 }
-_REGION_VERTEBRAL_ARTERY = ("SCT", "85234005", "Vertebral artery")
-_REGION_LATERAL_VENTRICLE = ("SCT", "66720007", "Lateral ventricle")
-_LATERALITY = {
-    "right": ("SCT", "24028007", "Right"),
-    "left": ("SCT", "7771000", "Left"),
-    "both": ("SCT", "51440002", "Right and left"),
-}
+
+
+def _sct(name: str) -> tuple[str, str, str]:
+    return ("SCT", *_SNOMED_CT[name])
+
+
 # recommendedDisplayRGBValue of the term.json, 0-255.
 _COLORS_RGB255 = {
     "hematoma": (188, 65, 28),
@@ -178,7 +182,7 @@ def lesion_segment(side: str, lesion_type: str, tags: Mapping[str, str]) -> Segm
         color=_rgb(lesion_type),
         tags=all_tags,
         terminology=terminology_entry(
-            _CATEGORY_MORPHOLOGY, _TYPE_CODES[lesion_type], _REGION_VERTEBRAL_ARTERY, _LATERALITY[side]
+            _sct("morphology"), _sct(lesion_type), _sct("vertebral artery"), _sct(side)
         ),
     )
 
@@ -197,6 +201,6 @@ def csf_segment(tags: Mapping[str, str]) -> SegmentSpec:
         color=_rgb("csf"),
         tags=all_tags,
         terminology=terminology_entry(
-            _CATEGORY_ANATOMY, _TYPE_CODES["csf"], _REGION_LATERAL_VENTRICLE, _LATERALITY["both"]
+            _sct("anatomy"), _sct("csf"), _sct("lateral ventricle"), _sct("both")
         ),
     )
