@@ -2,7 +2,8 @@
 
 Readings drawn in ITK-SNAP, plain 3D Slicer or any label-map editor come in here: label values follow a
 mapping (:data:`~QSMReproducibilityLib.terminology.DEFAULT_LABELS` unless one is given), segment names are
-matched to ``lesion_right``, ``lesion_left`` and ``csf`` (:func:`~QSMReproducibilityLib.terminology.reading_segment_id`).
+matched to ``lesion_right``, ``lesion_left`` and ``csf``
+(:func:`~QSMReproducibilityLib.terminology.reading_segment_id`).
 """
 
 from __future__ import annotations

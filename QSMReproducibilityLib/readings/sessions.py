@@ -152,8 +152,8 @@ class ReadingSessions:
             return None, opens
         if not override:
             raise ReadingError(
-                f"{where}: starts {iso_utc(start)}, but the {self.washout_days}-day wash-out after reading {number - 1} "
-                f"lasts until {iso_utc(opens)}; wait, or override the wash-out with a reason"
+                f"{where}: starts {iso_utc(start)}, but the {self.washout_days}-day wash-out after reading "
+                f"{number - 1} lasts until {iso_utc(opens)}; wait, or override the wash-out with a reason"
             )
         return reason.strip(), opens
 
@@ -359,7 +359,8 @@ class ReadingSessions:
                  override_text),
             )
             self._audit(now, "reading_imported", observer=observer, case_id=case_id, reading=reading,
-                        session_uid=session_uid, started_at=iso_utc(started), finished_at=iso_utc(finished), sha256=checksum)
+                        session_uid=session_uid, started_at=iso_utc(started), finished_at=iso_utc(finished),
+                        sha256=checksum)
             if override_text:
                 self._audit(now, "washout_overridden", observer=observer, case_id=case_id, reading=reading,
                             session_uid=session_uid, reason=override_text, washout_opens=iso_utc(opens))

@@ -229,7 +229,8 @@ def _finish(make_seg, *extra):
 
 
 def _foreign(w, d):
-    tags = terminology.reading_tags(observer="O1", reading=1, case_id="c1", session_uid="another-session", status="started")
+    tags = terminology.reading_tags(observer="O1", reading=1, case_id="c1", session_uid="another-session",
+                                    status="started")
     path = d / "foreign.seg.nrrd"
     lesion = np.isin(w.labels, (1, 2))
     segio.write_seg_nrrd(path, {"lesion_right": lesion, "csf": w.labels == 3}, w.affine,

@@ -66,8 +66,8 @@ def fingerprint_of(folder: Path) -> str:
 
 def draw_reading(path, session: dict, labels: np.ndarray, affine: np.ndarray, side: str, lesion_type: str) -> Path:
     """What the Slicer module saves for a reading: the lesion and CSF segments with the session's tags."""
-    tags = terminology.reading_tags(observer=session["observer"], reading=session["reading"], case_id=session["case_id"],
-                              session_uid=session["session_uid"], status="started")
+    tags = terminology.reading_tags(observer=session["observer"], reading=session["reading"],
+                                    case_id=session["case_id"], session_uid=session["session_uid"], status="started")
     segio.write_seg_nrrd(path, {f"lesion_{side}": labels == LESION_LABEL[side], "csf": labels == CSF}, affine,
                          [terminology.lesion_segment(side, lesion_type, tags), terminology.csf_segment(tags)])
     return Path(path)

@@ -54,7 +54,7 @@ def blob(center, radius, shape=SHAPE) -> np.ndarray:
 
 def reading_specs(observer="O1", case_id="case-007", session_uid="abc123"):
     tags = terminology.reading_tags(observer=observer, reading=2, case_id=case_id, session_uid=session_uid,
-                              status="started")
+                                    status="started")
     return [terminology.lesion_segment("right", "hematoma", tags), terminology.lesion_segment("left", "hematoma", tags),
             terminology.csf_segment(tags)]
 
