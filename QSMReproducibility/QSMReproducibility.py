@@ -31,8 +31,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-import QSMReproducibilityMRML as mrml
-
 
 def _addLibraryToPath() -> str:
     """Make ``QSMReproducibilityLib`` importable: installed next to this file, or one level up in the source tree."""
@@ -47,6 +45,8 @@ def _addLibraryToPath() -> str:
 
 LIBRARY_PARENT_DIR = _addLibraryToPath()
 
+import QSMReproducibilityMRML as mrml  # noqa: E402  (it imports QSMReproducibilityLib.terminology)
+
 SETTINGS_OBSERVER = "QSMReproducibility/ObserverID"
 SETTINGS_STUDY = "QSMReproducibility/LastStudyFolder"
 READING_LAYOUT_ID = 5301  # an ID no Slicer layout uses
@@ -60,7 +60,7 @@ UNWRAP_METHODS = ["temporal", "laplacian"]  # QSMReproducibilityLib.recon.pipeli
 BACKGROUND_METHODS = ["tfi", "vsharp", "pdf", "lbv"]  # QSMReproducibilityLib.recon.pipeline.BACKGROUND_METHODS
 MASK_METHODS = ["bet", "threshold"]  # QSMReproducibilityLib.recon.mask.MASK_METHODS
 PHASE_UNITS = ["auto", "radians", "siemens", "rescale"]  # QSMReproducibilityLib.io.PHASE_UNITS
-LESION_TYPES = ["hematoma", "calcification"]  # QSMReproducibilityLib.segio.LESION_TYPES
+LESION_TYPES = ["hematoma", "calcification"]  # QSMReproducibilityLib.terminology.LESION_TYPES
 ICC_FORMS = ["A,1", "C,1", "1,1", "A,k", "C,k", "1,k"]
 
 

@@ -80,7 +80,8 @@ def read_case(task: CaseTask, sides, labels_path, qsm_path) -> list[dict]:
     """
     from .io import load_volume
     from .observers import DEFAULT_OBSERVERS, simulate_reading
-    from .segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+    from .segio import write_seg_nrrd
+    from .terminology import csf_segment, lesion_segment, reading_tags
 
     case_dir = Path(task.case_dir)
     labels, affine = load_volume(labels_path)

@@ -17,8 +17,7 @@ import pandas as pd
 
 from .errors import AgreementError, InputError
 from .fileio import atomic_output
-# The study's terminology (lesion types) lives with the segmentation format for now.
-from .segio import LESION_TYPES
+from .terminology import LESION_TYPES
 
 __all__ = [
     "REQUIRED_COLUMNS",

@@ -1061,7 +1061,7 @@ def head_affine(shape=STUDY_SHAPE, voxel_mm=STUDY_VOXEL_MM, *, z_offset_mm=SLAB_
 
     Returns
     -------
-    (4, 4) float array, mm. B0 along RAS z is voxel axis 2 (``io.b0_direction_voxel`` gives (0, 0, 1)).
+    (4, 4) float array, mm. B0 along RAS z is voxel axis 2 (``io.b0_dir_from_affine`` gives (0, 0, 1)).
     """
     centre = (fov_centre_mm[0], fov_centre_mm[1], z_offset_mm)
     ay, ax, az = _axes(shape, voxel_mm, centre)

@@ -162,10 +162,10 @@ def susceptibility_map(labels, lesion_chi, rng: np.random.Generator, voxel_mm, l
 
 def simulate_signal(labels, chi_ppm, lesion_type, affine, te_s, b0_tesla, snr, rng):
     """Complex multi-echo signal (X, Y, Z, E) from the truth maps; returns (magnitude, phase, field_ppm)."""
-    from .io import b0_direction_voxel, voxel_size_from_affine
+    from .io import b0_dir_from_affine, voxel_size_from_affine
 
     vox = voxel_size_from_affine(affine)
-    field_ppm = forward_field(chi_ppm, vox, b0_direction_voxel(affine))
+    field_ppm = forward_field(chi_ppm, vox, b0_dir_from_affine(affine))
     m0 = np.zeros(labels.shape, np.float32)
     t2s = np.full(labels.shape, 1e-3, np.float32)
     for lab, (_, m, t) in TISSUE.items():

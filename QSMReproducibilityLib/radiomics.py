@@ -364,7 +364,7 @@ def _grid_masks(masks: dict, mask_affine, shape, affine, resample: bool | None, 
                                                         if resample is not None else "")
             raise RadiomicsError(f"{where}: the segmentation grid {first.shape} differs from the QSM grid {shape} "
                                  f"({exc}); {hint}") from None
-    from .segio import resample_masks
+    from .io.grid import resample_masks
 
     return resample_masks(masks, mask_affine, shape, affine)
 
@@ -502,7 +502,7 @@ def load_image(path) -> tuple[np.ndarray, np.ndarray]:
         return load_volume(path)
     import SimpleITK as sitk
 
-    from .dicom import sitk_to_ras
+    from .io.dicom import sitk_to_ras
 
     if not path.exists():
         raise RadiomicsError(f"{path}: file not found")
@@ -527,7 +527,8 @@ def extract_files(qsm_path, segmentation_paths, *, params_path=None, resample: b
     pandas.DataFrame
         The long table (``FEATURE_COLUMNS``), one row per ROI and feature name.
     """
-    from .segio import TAG_PREFIX, read_seg_nrrd
+    from .segio import read_seg_nrrd
+    from .terminology import TAG_PREFIX
 
     qsm, affine = load_image(qsm_path)
     extractor = make_extractor(params_path)

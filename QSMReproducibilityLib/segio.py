@@ -16,7 +16,7 @@ The layout is the one ``vtkMRMLSegmentationStorageNode::WriteBinaryLabelmapRepre
 Slicer stores tags without escaping, so tag keys must not contain ``:`` or ``|`` and values must not
 contain ``|``; both are checked here. Node attributes of a ``vtkMRMLSegmentationNode`` are *not*
 part of this format (only of a ``.mrml`` scene), which is why every reading's metadata is carried by
-the per-segment tags built by :func:`reading_tags`.
+the per-segment tags built by :func:`QSMReproducibilityLib.terminology.reading_tags`.
 
 Masks are numpy arrays indexed ``(i, j, k)`` exactly as nibabel's ``img.get_fdata()`` returns them,
 with a 4x4 voxel->RAS affine in mm; the conversion to LPS happens only inside this module.
@@ -34,60 +34,11 @@ import numpy as np
 from .errors import InputError
 from .fileio import atomic_output
 
-__all__ = [
-    "SegmentSpec",
-    "SegmentationData",
-    "write_seg_nrrd",
-    "read_seg_nrrd",
-    "reading_tags",
-    "lesion_segment",
-    "csf_segment",
-    "TAG_PREFIX",
-    "TERMINOLOGY_CONTEXT",
-    "ANATOMIC_CONTEXT",
-    "LESION_TYPES",
-    "SIDES",
-    "READING_SEGMENT_IDS",
-    "DEFAULT_LABELS",
-    "read_reading",
-    "read_label_map",
-    "parse_label_mapping",
-    "reading_segment_id",
-    "resample_masks",
-]
+__all__ = ["SegmentSpec", "SegmentationData", "write_seg_nrrd", "read_seg_nrrd", "check_tag", "affine_from_nrrd",
+           "TERMINOLOGY_TAG"]
 
-TAG_PREFIX = "QSMReproducibility."
 TERMINOLOGY_TAG = "TerminologyEntry"
-
-#: Context names: the first is the ``SegmentationCategoryTypeContextName`` of
-#: ``Resources/QSMReproducibility.term.json``; the second is the anatomic context Slicer ships.
-TERMINOLOGY_CONTEXT = "Segmentation category and type - QSMReproducibility"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-
-LESION_TYPES = ("hematoma", "calcification")
-SIDES = ("right", "left")
-
-# SNOMED CT codes (coding scheme "SCT"), as in Slicer's DICOM master lists and the term.json.
-_CATEGORY_MORPHOLOGY = ("SCT", "49755003", "Morphologically Altered Structure")
-_CATEGORY_ANATOMY = ("SCT", "123037004", "Anatomical Structure")
-_TYPE_CODES = {
-    "hematoma": ("SCT", "35566002", "Hematoma"),
-    "calcification": ("SCT", "18115005", "Calcification"),
-    "csf": ("SCT", "65216001", "Cerebrospinal Fluid"),
-}
-_REGION_VERTEBRAL_ARTERY = ("SCT", "85234005", "Vertebral artery")
-_REGION_LATERAL_VENTRICLE = ("SCT", "66720007", "Lateral ventricle")
-_LATERALITY = {
-    "right": ("SCT", "24028007", "Right"),
-    "left": ("SCT", "7771000", "Left"),
-    "both": ("SCT", "51440002", "Right and left"),
-}
-# recommendedDisplayRGBValue of the term.json, 0-255.
-_COLORS_RGB255 = {
-    "hematoma": (188, 65, 28),
-    "calcification": (241, 214, 145),
-    "csf": (85, 188, 255),
-}
+"""The segment tag that holds a segment's terminology entry."""
 
 _SPACE_LPS = "left-posterior-superior"
 _SPACE_RAS = "right-anterior-superior"
@@ -232,128 +183,6 @@ class SegmentationData:
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# Tags and terminology
-
-
-def _check_tag(key: str, value: str, where: str) -> None:
-    if not key or ":" in key or "|" in key or "\n" in key:
-        raise InputError(f"{where}: tag key {key!r} is empty or contains ':', '|' or a line break")
-    if "|" in value or "\n" in value:
-        raise InputError(f"{where}: value {value!r} of tag {key!r} contains '|' or a line break")
-
-
-def reading_tags(*, observer: str, reading: int, case_id: str, session_uid: str, status: str) -> dict[str, str]:
-    """The tags every segment of one reading carries.
-
-    Parameters
-    ----------
-    observer, case_id, session_uid, status : str
-        Values of ``QSMReproducibility.Observer``, ``.CaseID``, ``.SessionUID`` and ``.Status``.
-    reading : int
-        Reading number (1, 2, ...), stored as ``QSMReproducibility.Reading``.
-
-    Returns
-    -------
-    dict[str, str]
-    """
-    if isinstance(reading, bool) or int(reading) != reading or int(reading) < 1:
-        raise InputError(f"reading number must be a positive integer, got {reading!r}")
-    tags = {
-        TAG_PREFIX + "Observer": str(observer),
-        TAG_PREFIX + "Reading": str(int(reading)),
-        TAG_PREFIX + "CaseID": str(case_id),
-        TAG_PREFIX + "SessionUID": str(session_uid),
-        TAG_PREFIX + "Status": str(status),
-    }
-    for key, value in tags.items():
-        if not value:
-            raise InputError(f"reading tag {key} must not be empty")
-        _check_tag(key, value, "reading tags")
-    return tags
-
-
-def terminology_entry(category, type_, region=None, region_modifier=None, type_modifier=None) -> str:
-    """Serialise a terminology entry as Slicer's ``vtkSlicerTerminologiesModuleLogic`` does.
-
-    Each code is a ``(coding scheme, code value, code meaning)`` triple or ``None``.
-    """
-
-    def code(triple) -> str:
-        scheme, value, meaning = triple if triple else ("", "", "")
-        return f"{scheme}^{value}^{meaning}"
-
-    return "~".join(
-        [
-            TERMINOLOGY_CONTEXT,
-            code(category),
-            code(type_),
-            code(type_modifier),
-            ANATOMIC_CONTEXT,
-            code(region),
-            code(region_modifier),
-        ]
-    )
-
-
-def _rgb(name: str) -> tuple[float, float, float]:
-    return tuple(round(c / 255.0, 6) for c in _COLORS_RGB255[name])
-
-
-def lesion_segment(side: str, lesion_type: str, tags: Mapping[str, str]) -> SegmentSpec:
-    """Segment spec of a vertebral-artery lesion.
-
-    Parameters
-    ----------
-    side : {"right", "left"}
-        Side of the vertebral artery; the segment ID is ``lesion_<side>``.
-    lesion_type : {"hematoma", "calcification"}
-    tags : Mapping[str, str]
-        Reading tags (see :func:`reading_tags`); ``Role``, ``LesionType`` and ``Side`` are added.
-
-    Returns
-    -------
-    SegmentSpec
-        Terminology: morphologically altered structure / hematoma (SCT 35566002) or calcification
-        (SCT 18115005), anatomic region vertebral artery (SCT 85234005) with laterality.
-    """
-    if side not in SIDES:
-        raise InputError(f"lesion side must be one of {SIDES}, got {side!r}")
-    if lesion_type not in LESION_TYPES:
-        raise InputError(f"lesion type must be one of {LESION_TYPES}, got {lesion_type!r}")
-    all_tags = dict(tags)
-    all_tags.update(
-        {TAG_PREFIX + "Role": "lesion", TAG_PREFIX + "LesionType": lesion_type, TAG_PREFIX + "Side": side}
-    )
-    return SegmentSpec(
-        segment_id=f"lesion_{side}",
-        name=f"{lesion_type.capitalize()} {side} vertebral artery",
-        color=_rgb(lesion_type),
-        tags=all_tags,
-        terminology=terminology_entry(
-            _CATEGORY_MORPHOLOGY, _TYPE_CODES[lesion_type], _REGION_VERTEBRAL_ARTERY, _LATERALITY[side]
-        ),
-    )
-
-
-def csf_segment(tags: Mapping[str, str]) -> SegmentSpec:
-    """Segment spec of the CSF reference region (posterior horns of the lateral ventricles).
-
-    The terminology is cerebrospinal fluid (SCT 65216001) in the lateral ventricles
-    (SCT 66720007), right and left.
-    """
-    all_tags = dict(tags)
-    all_tags[TAG_PREFIX + "Role"] = "csf"
-    return SegmentSpec(
-        segment_id="csf",
-        name="CSF reference",
-        color=_rgb("csf"),
-        tags=all_tags,
-        terminology=terminology_entry(
-            _CATEGORY_ANATOMY, _TYPE_CODES["csf"], _REGION_LATERAL_VENTRICLE, _LATERALITY["both"]
-        ),
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # Geometry
@@ -366,7 +195,8 @@ def _nrrd_geometry(affine_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return directions_lps.T.copy(), origin_lps
 
 
-def _affine_from_nrrd(header: Mapping, spatial_axes: Sequence[int], path: Path) -> np.ndarray:
+def affine_from_nrrd(header: Mapping, spatial_axes: Sequence[int], path: Path) -> np.ndarray:
+    """The 4x4 voxel->RAS affine (mm) of an NRRD header's ``spatial_axes``; ``path`` is named in errors."""
     space = str(header.get("space", "")).strip().lower()
     if space in (_SPACE_LPS, "lps"):
         to_ras = _RAS_FROM_LPS
@@ -571,6 +401,14 @@ def write_seg_nrrd(
             nrrd.write(handle, array, header, index_order="F", compression_level=6)
 
 
+def check_tag(key: str, value: str, where: str) -> None:
+    """Refuse a tag Slicer would store ambiguously: a key with ':' or '|', a value with '|' (``where`` names it)."""
+    if not key or ":" in key or "|" in key or "\n" in key:
+        raise InputError(f"{where}: tag key {key!r} is empty or contains ':', '|' or a line break")
+    if "|" in value or "\n" in value:
+        raise InputError(f"{where}: value {value!r} of tag {key!r} contains '|' or a line break")
+
+
 def _check_spec(spec: SegmentSpec, path: Path) -> None:
     where = f"{path}: segment {spec.segment_id!r}"
     for text, what in ((spec.segment_id, "ID"), (spec.name, "name")):
@@ -582,9 +420,9 @@ def _check_spec(spec: SegmentSpec, path: Path) -> None:
     for key, value in spec.tags.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InputError(f"{where}: tag {key!r} must map a string to a string")
-        _check_tag(key, value, where)
+        check_tag(key, value, where)
     if spec.terminology:
-        _check_tag(TERMINOLOGY_TAG, spec.terminology, where)
+        check_tag(TERMINOLOGY_TAG, spec.terminology, where)
         if TERMINOLOGY_TAG in spec.tags and spec.tags[TERMINOLOGY_TAG] != spec.terminology:
             raise InputError(f"{where}: terminology given twice with different values")
 
@@ -662,7 +500,7 @@ def read_seg_nrrd(path: str | os.PathLike) -> SegmentationData:
         raise InputError(
             f"{path}: expected a 3-D segmentation, optionally with one layer axis; found kinds {kinds}"
         )
-    affine = _affine_from_nrrd(header, spatial_axes, path)
+    affine = affine_from_nrrd(header, spatial_axes, path)
     if other_axes:
         layers = np.moveaxis(array, other_axes[0], 0)
     else:
@@ -718,230 +556,3 @@ def read_seg_nrrd(path: str | os.PathLike) -> SegmentationData:
                 segments.append(SegmentSpec(segment_id, segment_id, (0.5, 0.5, 0.5), {}))
 
     return SegmentationData(masks=masks, segments=segments, affine_ras=affine, segmentation_fields=segmentation_fields)
-
-
-# --------------------------------------------------------------------------------------------
-# Readings drawn in other tools (ITK-SNAP, plain 3D Slicer, any label-map editor)
-
-#: The segments of a reading, as this project names them.
-READING_SEGMENT_IDS = ("lesion_right", "lesion_left", "csf")
-
-#: Label values of a reading saved as a label map, unless a mapping says otherwise.
-DEFAULT_LABELS = {"lesion_right": 1, "lesion_left": 2, "csf": 3}
-
-# Segment names accepted for each segment, compared case-insensitively with '_', '-' and spaces alike.
-_SEGMENT_ALIASES = {
-    "lesion_right": ("lesion right", "right lesion", "lesion r", "r lesion", "right vertebral artery lesion",
-                     "hematoma right", "right hematoma", "calcification right", "right calcification",
-                     "hematoma right vertebral artery", "calcification right vertebral artery"),
-    "lesion_left": ("lesion left", "left lesion", "lesion l", "l lesion", "left vertebral artery lesion",
-                    "hematoma left", "left hematoma", "calcification left", "left calcification",
-                    "hematoma left vertebral artery", "calcification left vertebral artery"),
-    "csf": ("csf", "csf reference", "reference csf", "csf roi", "cerebrospinal fluid"),
-}
-_LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
-
-
-def _normalised_name(text: str) -> str:
-    return " ".join("".join(c if c.isalnum() else " " for c in str(text).lower()).split())
-
-
-def reading_segment_id(name: str) -> str | None:
-    """``lesion_right``, ``lesion_left`` or ``csf`` for a segment name or alias (e.g. "CSF", "Lesion right");
-    None for any other name."""
-    key = _normalised_name(name)
-    for segment_id, aliases in _SEGMENT_ALIASES.items():
-        if key == _normalised_name(segment_id) or key in aliases:
-            return segment_id
-    return None
-
-
-def label_convention(labels: Mapping[str, int] | None = None) -> str:
-    """``lesion_right=1,lesion_left=2,csf=3``: a mapping as the ``--labels`` option writes it."""
-    return ",".join(f"{name}={value}" for name, value in (labels or DEFAULT_LABELS).items())
-
-
-def parse_label_mapping(labels: str | Mapping[str, int] | None) -> dict[str, int]:
-    """The label value of each reading segment, from ``"lesion_right=1,lesion_left=2,csf=3"`` or a dict.
-
-    Names may be aliases ("CSF", "lesion right"); values are positive integers, one per segment. None
-    gives :data:`DEFAULT_LABELS`.
-
-    Raises
-    ------
-    InputError
-        A malformed entry, an unknown name, a repeated name or value, or no csf or lesion label.
-    """
-    if labels is None:
-        return dict(DEFAULT_LABELS)
-    example = label_convention()
-    if isinstance(labels, str):
-        pairs = []
-        for item in (part.strip() for part in labels.split(",")):
-            name, equals, value = item.partition("=")
-            if not item or not equals:
-                raise InputError(f"--labels {labels!r}: {item!r} is not NAME=VALUE (write e.g. {example})")
-            pairs.append((name.strip(), value.strip()))
-    else:
-        pairs = list(dict(labels).items())
-    mapping: dict[str, int] = {}
-    for name, value in pairs:
-        segment_id = reading_segment_id(name)
-        if segment_id is None:
-            raise InputError(f"--labels: {name!r} is not a reading segment; name lesion_right, lesion_left and csf "
-                             f"(e.g. {example})")
-        try:
-            number = int(str(value))
-        except ValueError:
-            number = 0
-        if number < 1:
-            raise InputError(f"--labels: the label of {segment_id} must be a positive whole number, got {value!r}")
-        if segment_id in mapping:
-            raise InputError(f"--labels: {segment_id} is given twice")
-        if number in mapping.values():
-            raise InputError(f"--labels: label {number} is given to two segments")
-        mapping[segment_id] = number
-    if "csf" not in mapping or not any(k.startswith("lesion_") for k in mapping):
-        raise InputError(f"--labels {label_convention(mapping)}: name the csf label and at least one lesion label "
-                         f"(e.g. {example})")
-    return mapping
-
-
-def read_label_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A 3-D label map from NIfTI (nibabel) or NRRD (pynrrd): ``(integer array indexed (i, j, k), voxel->RAS
-    affine)``.
-
-    Raises
-    ------
-    InputError
-        Missing or unreadable file, not 3-D, or values that are not whole numbers.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"segmentation file {path} does not exist")
-    name = path.name.lower()
-    try:
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            image = nib.load(str(path))
-            data, affine = np.asanyarray(image.dataobj), np.asarray(image.affine, dtype=float)
-        elif name.endswith((".nrrd", ".nhdr")):
-            import nrrd
-
-            data, header = nrrd.read(str(path), index_order="F")
-            kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * data.ndim)]
-            spatial = [axis for axis, kind in enumerate(kinds) if kind in ("domain", "space")]
-            others = [axis for axis in range(data.ndim) if axis not in spatial]
-            if len(spatial) != 3 or any(data.shape[axis] != 1 for axis in others):
-                raise InputError(f"{path}: expected a 3-D label map, found axes of kinds {kinds}")
-            data = data.reshape([data.shape[axis] for axis in spatial]) if others else data
-            affine = _affine_from_nrrd(header, spatial, path)
-        else:
-            raise InputError(f"{path}: give a .seg.nrrd, or a label map as NIfTI (.nii, .nii.gz) or NRRD (.nrrd)")
-    except InputError:
-        raise
-    except Exception as exc:  # nibabel and pynrrd raise several types for unreadable files
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: not a readable label map ({first})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path}: expected a 3-D label map, got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.integer):
-        values = np.asarray(data, dtype=np.float64)
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise InputError(f"{path}: the label map holds values that are not whole numbers (a probability map or "
-                             "an image, not labels?)")
-        data = values
-    return np.rint(data).astype(np.int32), affine
-
-
-def _named_reading_segments(data: SegmentationData, path: Path) -> SegmentationData:
-    """Segments renamed to ``lesion_right``/``lesion_left``/``csf`` by their ID or name."""
-    masks: dict[str, np.ndarray] = {}
-    segments: list[SegmentSpec] = []
-    unknown = []
-    for spec in data.segments:
-        segment_id = reading_segment_id(spec.segment_id) or reading_segment_id(spec.name)
-        if segment_id is None:
-            unknown.append(spec.name)
-            continue
-        if segment_id in masks:
-            raise InputError(f"{path}: two segments are named like {segment_id}; keep one")
-        masks[segment_id] = data.masks[spec.segment_id]
-        segments.append(dataclasses.replace(spec, segment_id=segment_id))
-    if unknown:
-        raise InputError(
-            f"{path} has segment(s) {', '.join(map(repr, unknown))}; only lesion_right, lesion_left and csf are "
-            "allowed (rename them, e.g. 'lesion right', 'CSF', or delete the others)"
-        )
-    return SegmentationData(masks=masks, segments=segments, affine_ras=data.affine_ras,
-                            segmentation_fields=data.segmentation_fields)
-
-
-def read_reading(path: str | os.PathLike, labels: str | Mapping[str, int] | None = None) -> SegmentationData:
-    """A reading's segmentation as saved by any tool, with segments ``lesion_right``, ``lesion_left``, ``csf``.
-
-    Parameters
-    ----------
-    path : path-like
-        A ``.seg.nrrd`` whose segments are named (by ID or name, case-insensitive, a few aliases such as
-        "CSF" or "lesion right"), tagged by a reading session or not; or a label map (NIfTI, or NRRD
-        without segment fields) whose values follow ``labels``.
-    labels : str or mapping, optional
-        Label value of each segment of a label map (:func:`parse_label_mapping`); default
-        :data:`DEFAULT_LABELS` (lesion_right=1, lesion_left=2, csf=3).
-
-    Returns
-    -------
-    SegmentationData
-        On the file's own grid; segment tags as stored (none for a label map).
-
-    Raises
-    ------
-    InputError
-        Unreadable file, unknown segment names or label values (the message names the file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"segmentation file {path} does not exist")
-    name = path.name.lower()
-    if not name.endswith(_LABEL_MAP_SUFFIXES):
-        raise InputError(f"{path}: give a .seg.nrrd, or a label map as NIfTI (.nii, .nii.gz) or NRRD (.nrrd)")
-    if name.endswith((".nrrd", ".nhdr")):
-        import nrrd
-
-        try:
-            header = nrrd.read_header(str(path))
-        except Exception as exc:  # pynrrd raises several types for malformed headers
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(f"{path} is not a readable NRRD file ({first})") from None
-        if any(key.startswith("Segment") and key.endswith("_ID") for key in header):
-            if labels is not None:
-                raise InputError(f"{path} is a segmentation with named segments (matched by name); --labels is "
-                                 "for label maps")
-            return _named_reading_segments(read_seg_nrrd(path), path)
-    mapping = parse_label_mapping(labels)
-    values, affine = read_label_map(path)
-    found = {int(v) for v in np.unique(values) if v != 0}
-    unnamed = sorted(found - set(mapping.values()))
-    if unnamed:
-        raise InputError(f"{path}: label(s) {', '.join(map(str, unnamed))} are not in the label convention "
-                         f"{label_convention(mapping)}; give the labels with --labels, e.g. "
-                         f"--labels {label_convention(mapping)}")
-    masks = {segment_id: values == value for segment_id, value in mapping.items() if value in found}
-    specs = [SegmentSpec(segment_id, segment_id, (0.5, 0.5, 0.5), {}) for segment_id in masks]
-    return SegmentationData(masks=masks, segments=specs, affine_ras=affine)
-
-
-def resample_masks(masks: Mapping, mask_affine: np.ndarray, shape: Sequence[int],
-                   affine: np.ndarray) -> dict:
-    """Masks on another grid resampled onto ``(shape, affine)`` by nearest neighbour (voxel->RAS affines)."""
-    from scipy import ndimage
-
-    # voxel of the target → RAS → voxel of the mask
-    transform = np.linalg.inv(np.asarray(mask_affine, float)) @ np.asarray(affine, float)
-    return {key: ndimage.affine_transform(np.asarray(mask).astype(np.uint8), transform[:3, :3], transform[:3, 3],
-                                          output_shape=tuple(shape), order=0, mode="constant") > 0
-            for key, mask in masks.items()}

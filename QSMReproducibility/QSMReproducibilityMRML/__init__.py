@@ -1,8 +1,9 @@
 """MRML glue of the QSMReproducibility module: nodes <-> arrays, reading segmentations, scene clean-up.
 
 Every function takes the ``vtkMRMLScene`` (or a node of it) it works on and imports nothing but
-``vtk``, ``numpy`` and the MRML classes of ``slicer``, so the same code runs inside 3D Slicer and under
-the ``slicer-core`` wheel (real MRML, no Qt) in plain pytest. The science lives in
+``vtk``, ``numpy``, the MRML classes of ``slicer`` and the study's tag names
+(``QSMReproducibilityLib.terminology``, which needs only numpy), so the same code runs inside 3D Slicer
+and under the ``slicer-core`` wheel (real MRML, no Qt) in plain pytest. The science lives in
 ``QSMReproducibilityLib``; this package only moves data between it and the scene.
 """
 

@@ -16,12 +16,7 @@ from vtk.util import numpy_support
 
 import slicer
 
-TAG_PREFIX = "QSMReproducibility."
-READING_TAG_KEYS = tuple(TAG_PREFIX + key for key in ("Observer", "Reading", "CaseID", "SessionUID", "Status"))
-"""Tags that identify one reading; set as node attributes and as tags of every segment."""
-
-SEGMENT_TAG_KEYS = READING_TAG_KEYS + tuple(TAG_PREFIX + key for key in ("Role", "LesionType", "Side"))
-"""Every tag the project puts on a segment."""
+from QSMReproducibilityLib.terminology import READING_TAG_KEYS, SEGMENT_TAG_KEYS, TAG_PREFIX
 
 SESSION_ATTRIBUTE = TAG_PREFIX + "SessionUID"
 NODE_CLASS_VOLUME = "vtkMRMLScalarVolumeNode"
@@ -191,7 +186,7 @@ def reading_segmentation_node(scene, reference_volume, segments: Sequence, *, na
         The QSM being read; it fixes the labelmap geometry.
     segments : sequence of SegmentSpec-like objects
         Each with ``segment_id``, ``name``, ``color`` (RGB 0-1), ``tags`` (mapping) and optional
-        ``terminology`` (Slicer terminology entry string), as ``QSMReproducibilityLib.segio`` makes them.
+        ``terminology`` (Slicer terminology entry string), as ``QSMReproducibilityLib.terminology`` makes them.
     name : str, optional
         Node name; defaults to ``<observer> R<reading> <case>`` from the tags.
 

@@ -1,7 +1,7 @@
 """One reading in the scene: start it, finish it, and the Segment Editor node it is drawn with.
 
 The study store (``QSMReproducibilityLib.readings.Study``) comes in as an argument and is only called
-through its methods, so this package imports nothing of the library: the store opens and records
+through its methods, so this package imports nothing of the library but its tag names: the store opens and records
 sessions and holds every validation rule; these functions put a session's nodes into the scene,
 hand the drawing to the store as a ``.seg.nrrd`` and take the nodes out again.
 """

@@ -10,11 +10,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import segio
 from ..errors import InputError, QSMReproError, ReadingError, one_line
 from ..io import PHASE_UNITS
+from ..io.label_maps import label_convention
 from ..progress import ConsoleProgress
-from ..readings.store import DB_NAME, LESION_TYPES, Study
+from ..readings.store import DB_NAME, Study
+from ..terminology import LESION_TYPES
 from .arguments import add_phase_units_argument
 
 
@@ -157,7 +158,7 @@ def _guarded(handler):
 
 
 def _segmentation_arguments(parser) -> None:
-    default = ",".join(f"{name}={value}" for name, value in segio.DEFAULT_LABELS.items())
+    default = label_convention()
     parser.add_argument("--segmentation", required=True, metavar="FILE",
                         help="the reading: a .seg.nrrd (saved by the reading session, or from plain 3D Slicer with "
                              "segments named lesion_right / lesion_left / csf), or a label map (NIfTI or NRRD, "

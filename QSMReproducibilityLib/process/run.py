@@ -139,10 +139,10 @@ class _Progress:
     """Progress fraction, message and time left, to the callback and to ``processing/progress.json``."""
 
     def __init__(self, callback: ProgressCallback | None, snapshot: Path, n_recon: int, n_features: int):
-        from ..readings.store import _iso, _utc
+        from ..readings.timestamps import iso_utc, to_utc
 
         self._callback, self._snapshot = callback, snapshot
-        self._now = lambda: _iso(_utc(None))
+        self._now = lambda: iso_utc(to_utc(None))
         self.counts = {"reconstruct": n_recon, "reconstructed": 0, "features": n_features, "features_done": 0,
                        "failed": 0}
         self._total = n_recon * RECON_WEIGHT + n_features * FEATURE_WEIGHT

@@ -45,9 +45,9 @@ def _sha256_text(payload: dict) -> str:
 
 def file_sha256(path) -> str:
     """SHA-256 of a file, as the study store records its files'."""
-    from ..readings.store import _sha256
+    from ..readings.fingerprint import sha256_file
 
-    return _sha256(Path(path))
+    return sha256_file(Path(path))
 
 
 def recon_key(pending) -> str:

@@ -5,7 +5,8 @@ See :mod:`QSMReproducibilityLib.readings.store` for the folder layout and the ru
 """
 
 from .inputs import PendingCase
-from .store import DB_NAME, CaseRecord, CaseStatus, ReadingRecord, ReadingSession, Study, gre_fingerprint
+from .fingerprint import gre_fingerprint
+from .store import DB_NAME, CaseRecord, CaseStatus, ReadingRecord, ReadingSession, Study
 
 __all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "PendingCase", "DB_NAME",
            "gre_fingerprint"]

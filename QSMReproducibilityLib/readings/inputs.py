@@ -15,7 +15,7 @@ and one row of the table ``case_inputs`` per case: the SHA-256 of each of those 
 reconstruction parameters (:class:`~QSMReproducibilityLib.recon.pipeline.ReconParams`). The input is read
 and validated once, when the case is added (a bad input is refused then, not at night on a cluster), and
 stored in one format whatever it came as (BIDS, NIfTI, DICOM): no DICOM header, file name or path of the
-source reaches the study, only the :func:`~.store.gre_fingerprint` of the original files.
+source reaches the study, only the :func:`~.fingerprint.gre_fingerprint` of the original files.
 
 The row stays after the case is reconstructed, so the study keeps the input of every QSM it made. Only
 the process that owns the study writes these rows (:mod:`QSMReproducibilityLib.process`).
@@ -32,6 +32,8 @@ import numpy as np
 
 from ..errors import InputError, ReadingError, one_line
 from ..fileio import atomic_output
+from .fingerprint import gre_fingerprint, sha256_file
+from .timestamps import iso_utc, to_utc
 
 __all__ = ["PendingCase", "INPUTS_SCHEMA"]
 
@@ -106,9 +108,7 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> str:
             handle.write(payload)
     if not path.name.endswith(".gz"):
         return hashlib.sha256(payload).hexdigest()
-    from .store import _sha256
-
-    return _sha256(path)
+    return sha256_file(path)
 
 
 class CaseInputs:
@@ -160,7 +160,6 @@ class CaseInputs:
         """
         from ..io import load_gre, load_nifti_gre, load_volume
         from ..recon.pipeline import ReconParams, acquisition_record
-        from .store import _iso, _utc, gre_fingerprint
 
         self.check_new_case(case_id, lesion_type)
         params = recon_params if recon_params is not None else ReconParams()
@@ -177,7 +176,7 @@ class CaseInputs:
         if b0_dir is not None:
             if len(b0_dir) != 3 or not np.all(np.isfinite(b0_dir)) or not np.linalg.norm(b0_dir) > 0:
                 raise InputError(f"case {case_id}: the B0 direction must be three finite numbers, not all zero")
-            gre = dataclasses.replace(gre, b0_dir_voxel=tuple(float(v) for v in b0_dir))
+            gre = dataclasses.replace(gre, b0_dir_given=tuple(float(v) for v in b0_dir))
         mask = None
         if mask_path is not None:
             mask, mask_affine = load_volume(mask_path)
@@ -186,7 +185,7 @@ class CaseInputs:
             if not (mask > 0.5).any():
                 raise InputError(f"case {case_id}: mask {mask_path} is empty (no voxel above 0.5)")
         acquisition = acquisition_record(gre)
-        acquisition["B0DirectionGiven"] = gre.b0_dir_voxel is not None
+        acquisition["B0DirectionGiven"] = gre.b0_dir_given is not None
         fingerprints = "; ".join(f"GRE input {gre_fingerprint(p)}" for p in sources)
         reference = "; ".join(one_line(t) for t in (gre_reference, fingerprints) if t and t.strip()) or None
 
@@ -196,7 +195,7 @@ class CaseInputs:
         if mask is not None:
             files["mask.nii.gz"] = _write_nifti(folder / "mask.nii.gz", (mask > 0.5).astype(np.uint8), gre.affine)
         del gre
-        now = _iso(_utc(None))
+        now = iso_utc(to_utc(None))
         params_json = json.dumps(_params_dict(params), sort_keys=True)
         with self._transaction() as db:
             self.check_new_case(case_id, lesion_type)
@@ -256,9 +255,7 @@ class CaseInputs:
 
     def record_case_failure(self, case_id: str, stage: str, message: str) -> None:
         """Record why processing a case failed (shown by ``study status``; cleared when it succeeds)."""
-        from .store import _iso, _utc
-
-        now = _iso(_utc(None))
+        now = iso_utc(to_utc(None))
         text = one_line(message)
         with self._transaction() as db:
             if stage == "reconstruction" and self._has_inputs_table():

@@ -14,7 +14,7 @@ Layout of a study folder::
     readings/<case_id>/<observer>_r<N>_amend<K>.seg.nrrd   corrections of a finished reading
 
 The GRE input of a case is not copied: ``cases.gre_reference`` holds a reference to it (free text
-given by the site and, for a case reconstructed here, the :func:`gre_fingerprint` of its files).
+given by the site and, for a case reconstructed here, the :func:`~.fingerprint.gre_fingerprint` of its files).
 
 Rules enforced here (the study design of the paper: two observers, two readings each, at least two
 months apart, blinded to the other readings):
@@ -42,35 +42,33 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import gzip
-import hashlib
 import json
 import logging
-import random
 import re
-import shutil
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .. import segio
 from ..errors import InputError, ReadingError, one_line
 from ..fileio import atomic_output, is_stale_temp_file, temp_file_owner
+from ..segio import SegmentSpec
+from ..terminology import LESION_TYPES, SIDES, csf_segment, lesion_segment, reading_tags
+from .deidentify import copy_nifti_deidentified, copy_verbatim
+from .fingerprint import gre_fingerprint, sha256_file
 from .inputs import INPUTS_SCHEMA, CaseInputs
+from .sessions import ReadingSessions
+from .timestamps import iso_utc, to_utc
+from .validation import nifti_grid
 
-__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "DB_NAME", "gre_fingerprint"]
+__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "DB_NAME"]
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "study.sqlite"
 SCHEMA_VERSION = 1
-LESION_TYPES = segio.LESION_TYPES
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SEGMENT_IDS = set(segio.READING_SEGMENT_IDS)
-_SESSION_TAGS = ("Observer", "Reading", "CaseID", "SessionUID", "Status")
 _GRID_TOLERANCE_MM = 1e-3
 
 _SCHEMA = """
@@ -160,8 +158,8 @@ class ReadingSession:
     amendment: bool = False
 
     def tags(self, status: str = "started") -> dict[str, str]:
-        """The segment tags of this reading (:func:`~QSMReproducibilityLib.segio.reading_tags`)."""
-        return segio.reading_tags(
+        """The segment tags of this reading (:func:`~QSMReproducibilityLib.terminology.reading_tags`)."""
+        return reading_tags(
             observer=self.observer,
             reading=self.reading,
             case_id=self.case_id,
@@ -169,10 +167,10 @@ class ReadingSession:
             status=status,
         )
 
-    def segments(self, status: str = "started") -> list[segio.SegmentSpec]:
+    def segments(self, status: str = "started") -> list[SegmentSpec]:
         """The empty segments a reading starts with: ``lesion_right``, ``lesion_left`` and ``csf``, tagged."""
         tags = self.tags(status)
-        return [*(segio.lesion_segment(side, self.lesion_type, tags) for side in segio.SIDES), segio.csf_segment(tags)]
+        return [*(lesion_segment(side, self.lesion_type, tags) for side in SIDES), csf_segment(tags)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,35 +236,6 @@ class CaseStatus:
 # Helpers
 
 
-def _utc(value: dt.datetime | str | None) -> dt.datetime:
-    """Aware UTC datetime, whole seconds. Naive values and strings without offset count as UTC."""
-    if value is None:
-        value = dt.datetime.now(dt.timezone.utc)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            value = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise InputError(f"{value!r} is not an ISO-8601 date/time (e.g. 2024-03-01T09:30:00Z)") from None
-    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if not isinstance(value, dt.datetime):
-        raise InputError(f"{value!r} is not a date/time")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).replace(microsecond=0)
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(text: str) -> dt.datetime:
-    return _utc(text)
-
-
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID_PATTERN.match(value):
         raise InputError(
@@ -276,104 +245,11 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# Free-text NIfTI header fields; converters may put series descriptions or names there.
-_NIFTI_TEXT_FIELDS = ("descrip", "aux_file", "intent_name", "db_name")
-
-
-def _copy_nifti_gz(source: Path, destination: Path) -> None:
-    """Copy a NIfTI image to ``destination`` (``.nii.gz``) atomically, without identifying text.
-
-    The voxel data and the geometry are copied byte for byte (the gzip header carries no time stamp, so
-    the same image always gives the same file); the free-text header fields and the header extensions (which may carry a whole DICOM header, ``ecode`` 2) are dropped, so that no
-    patient name or DICOM identifier of the source reaches the study folder.
-    """
-    import nibabel as nib
-
-    image = nib.load(str(source))
-    with atomic_output(destination) as tmp:
-        if isinstance(image.header, nib.Nifti1Header) and image.header.is_single:  # NIfTI-1/-2 single files
-            # The header as stored in the file (a loaded image's header no longer holds the data offset).
-            with nib.openers.ImageOpener(str(source), "rb") as src:
-                stored = type(image.header).from_fileobj(src)
-            data_offset = int(stored.get_data_offset())
-            clean = stored.copy()
-            clean.extensions.clear()
-            for name in _NIFTI_TEXT_FIELDS:
-                if name in clean.keys():
-                    clean[name] = b""
-            clean["vox_offset"] = 0  # set by write_to to the end of the header: the data follows directly
-            with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as dst:
-                clean.write_to(dst)
-                with nib.openers.ImageOpener(str(source), "rb") as src:
-                    src.seek(data_offset)
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        else:  # a header/image pair or another format nibabel reads: store the scaled values
-            with open(tmp, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as dst:
-                dst.write(nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine).to_bytes())
-
-
-def _copy_bytes(source: Path, destination: Path) -> None:
-    """Copy a file byte for byte to ``destination``, atomically."""
-    with atomic_output(destination) as tmp:
-        shutil.copyfile(source, tmp)
-
-
-def gre_fingerprint(path) -> str:
-    """A reference to the GRE input of a case that does not reveal who the patient is.
-
-    SHA-256 over the sorted SHA-256 digests of every file of ``path`` (a file, or a folder searched
-    recursively; hidden files are skipped). File names and locations do not enter, so the
-    fingerprint identifies the same files wherever they are copied, and neither a patient name in
-    a folder name nor a DICOM header is stored.
-
-    Returns
-    -------
-    str
-        ``"sha256:<64 hex digits> (<n> files)"``.
-    """
-    path = Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = [p for p in sorted(path.rglob("*"))
-                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
-    else:
-        raise InputError(f"GRE input {path} does not exist")
-    if not files:
-        raise InputError(f"GRE input {path} holds no files")
-    digests = sorted(_sha256(f) for f in files)
-    combined = hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
-    return f"sha256:{combined} ({len(files)} file{'s' if len(files) != 1 else ''})"
-
-
-def _nifti_grid(path: Path, what: str) -> tuple[tuple[int, int, int], np.ndarray]:
-    import nibabel as nib
-
-    try:
-        image = nib.load(str(path))
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"{what} {path} is not a readable NIfTI image: {one_line(exc)}") from exc
-    shape = tuple(int(n) for n in image.shape)
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise InputError(f"{what} {path} has shape {image.shape}; a 3-D volume is required")
-    return shape, np.asarray(image.affine, dtype=float)
-
-
 # --------------------------------------------------------------------------------------------
 # The store
 
 
-class Study(CaseInputs):
+class Study(ReadingSessions, CaseInputs):
     """A study folder with its SQLite database. Use :meth:`create` or :meth:`open`.
 
     Several processes may use one study at the same time: every change runs in an ``IMMEDIATE``
@@ -423,7 +299,7 @@ class Study(CaseInputs):
         root.mkdir(parents=True, exist_ok=True)
         (root / "cases").mkdir(exist_ok=True)
         (root / "readings").mkdir(exist_ok=True)
-        now = _iso(_utc(None))
+        now = iso_utc(to_utc(None))
         with atomic_output(root / DB_NAME) as tmp:
             connection = sqlite3.connect(str(tmp), isolation_level=None)
             try:
@@ -517,7 +393,7 @@ class Study(CaseInputs):
     def add_observer(self, observer_id: str) -> bool:
         """Register an observer; returns False if already registered."""
         _check_id(observer_id, "observer ID")
-        now = _iso(_utc(None))
+        now = iso_utc(to_utc(None))
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM observers WHERE observer_id = ?", (observer_id,)).fetchone():
                 return False
@@ -588,13 +464,13 @@ class Study(CaseInputs):
         """Copy the QSM (and mask) into the case's folder and insert its row; ``pending``: a case registered
         with its GRE (:meth:`add_gre_case`) that now gets its QSM."""
         qsm_path = Path(qsm_path)
-        shape, affine = _nifti_grid(qsm_path, f"case {case_id}: QSM map")
+        shape, affine = nifti_grid(qsm_path, f"case {case_id}: QSM map")
         if mask_path is not None:
             mask_path = Path(mask_path)
-            mask_shape, mask_affine = _nifti_grid(mask_path, f"case {case_id}: mask")
+            mask_shape, mask_affine = nifti_grid(mask_path, f"case {case_id}: mask")
             if mask_shape != shape or not np.allclose(mask_affine, affine, atol=_GRID_TOLERANCE_MM):
                 raise InputError(f"case {case_id}: mask {mask_path} is not on the grid of the QSM map {qsm_path}")
-        now = _iso(_utc(None))
+        now = iso_utc(to_utc(None))
         qsm_rel = f"cases/{case_id}/qsm.nii.gz"
         mask_rel = f"cases/{case_id}/mask.nii.gz" if mask_path is not None else None
         with self._transaction() as db:
@@ -606,13 +482,13 @@ class Study(CaseInputs):
                 db.execute("UPDATE case_inputs SET last_error = NULL, failed_at = NULL WHERE case_id = ?", (case_id,))
             # A QSM this library reconstructed from the stored GRE has no identifying header text to drop: its
             # bytes are copied as they are (milliseconds, where re-compressing takes about a second per case).
-            copy = _copy_bytes if pending else _copy_nifti_gz
+            copy = copy_verbatim if pending else copy_nifti_deidentified
             copy(qsm_path, self.root / qsm_rel)
-            qsm_sha = _sha256(self.root / qsm_rel)
+            qsm_sha = sha256_file(self.root / qsm_rel)
             mask_sha = None
             if mask_rel is not None:
                 copy(mask_path, self.root / mask_rel)
-                mask_sha = _sha256(self.root / mask_rel)
+                mask_sha = sha256_file(self.root / mask_rel)
             db.execute(
                 "INSERT INTO cases(case_id, lesion_type, diagnosis, patient_name, qsm_file, qsm_sha256, mask_file, "
                 "mask_sha256, gre_reference, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -634,7 +510,7 @@ class Study(CaseInputs):
         """
         if not (purpose or "").strip():
             raise ReadingError("exporting identifiers needs a purpose (it is written to the audit log)")
-        now = _iso(_utc(None))
+        now = iso_utc(to_utc(None))
         with self._transaction() as db:
             rows = db.execute("SELECT case_id, patient_name, gre_reference FROM cases ORDER BY case_id").fetchall()
             self._audit(now, "identifiers_exported", reason=purpose.strip(), cases=len(rows))
@@ -754,7 +630,7 @@ class Study(CaseInputs):
 
         Only the observer's own readings count; an unknown or empty observer sees every case ``ready``.
         """
-        when = _utc(now)
+        when = to_utc(now)
         finished: dict[str, int] = {}
         open_cases: set[str] = set()
         if observer:
@@ -817,448 +693,6 @@ class Study(CaseInputs):
             amendment=row["amends"] is not None,
         )
 
-    def _washout_anchor(self, case_id: str, observer: str, reading: int) -> dt.datetime | None:
-        """Finish time of the observer's latest earlier reading of the case (None for reading 1)."""
-        row = self._db.execute(
-            "SELECT MAX(finished_at) FROM readings WHERE case_id = ? AND observer_id = ? AND reading < ? "
-            "AND status IN ('finished', 'amended')",
-            (case_id, observer, reading),
-        ).fetchone()
-        return _parse_iso(row[0]) if row and row[0] else None
-
-    def washout_opens(self, case_id: str, observer: str, reading: int) -> dt.datetime | None:
-        """When reading ``reading`` of ``case_id`` by ``observer`` may start (None: no wash-out applies)."""
-        anchor = self._washout_anchor(case_id, observer, reading)
-        return None if anchor is None else anchor + dt.timedelta(days=self.washout_days)
-
-    def _next_reading_number(self, case_id: str, observer: str) -> int:
-        row = self._db.execute(
-            "SELECT MAX(reading) FROM readings WHERE case_id = ? AND observer_id = ?", (case_id, observer)
-        ).fetchone()
-        return int(row[0] or 0) + 1
-
-    def _reading_order(self, observer: str, round_: int, now: str) -> list[str]:
-        """The observer's randomised case order for one round, extended with cases added since."""
-        ordered = [r[0] for r in self._db.execute(
-            "SELECT case_id FROM reading_order WHERE observer_id = ? AND round = ? ORDER BY position",
-            (observer, round_),
-        )]
-        known = set(ordered)
-        missing = sorted(r[0] for r in self._db.execute("SELECT case_id FROM cases") if r[0] not in known)
-        if missing:
-            # String seeds are hashed with SHA-512 by random.Random: stable across runs and platforms.
-            random.Random(f"{self.seed}:{observer}:{round_}:{len(ordered)}").shuffle(missing)
-            self._db.executemany(
-                "INSERT INTO reading_order(observer_id, round, position, case_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                [(observer, round_, len(ordered) + i, case_id, now) for i, case_id in enumerate(missing)],
-            )
-            ordered += missing
-        return ordered
-
-    def reading_order(self, observer: str, round_: int) -> list[str]:
-        """The recorded randomised order of cases for an observer's reading round (may be partial)."""
-        return [r[0] for r in self._db.execute(
-            "SELECT case_id FROM reading_order WHERE observer_id = ? AND round = ? ORDER BY position",
-            (observer, round_),
-        )]
-
-    # ---- readings: sessions ----------------------------------------------------------------
-
-    def start_reading(self, observer: str, case_id: str | None = None, *, now=None, override_washout: bool = False,
-                      reason: str | None = None) -> ReadingSession:
-        """Open a reading session for an observer.
-
-        Parameters
-        ----------
-        observer : str
-            A registered observer.
-        case_id : str, optional
-            The case to read; by default the next case of the observer's randomised order, lowest
-            round first, among the cases whose wash-out has passed. An open session of the
-            observer (on that case) is resumed rather than duplicated.
-        now : datetime or ISO string, optional
-            Start time (default: the current time).
-        override_washout : bool
-            Open the reading before the wash-out has passed (requires ``case_id`` and ``reason``).
-        reason : str, optional
-            Why the wash-out is overridden; stored in the reading and the audit log.
-
-        Returns
-        -------
-        ReadingSession
-
-        Raises
-        ------
-        ReadingError
-            Unknown observer or case, wash-out not passed, all readings done.
-        """
-        when = _utc(now)
-        stamp = _iso(when)
-        if override_washout and (case_id is None or not (reason or "").strip()):
-            raise ReadingError("overriding the wash-out needs an explicit case and a reason")
-        with self._transaction() as db:
-            self._require_observer(observer)
-            if case_id is not None:
-                self.case(case_id)
-            query = "SELECT * FROM readings WHERE status = 'started' AND observer_id = ?"
-            params: tuple = (observer,)
-            if case_id is not None:
-                query += " AND case_id = ?"
-                params += (case_id,)
-            open_row = db.execute(query + " ORDER BY id LIMIT 1", params).fetchone()
-            if open_row is not None:
-                self._audit(stamp, "reading_resumed", observer=observer, case_id=open_row["case_id"],
-                            reading=open_row["reading"], session_uid=open_row["session_uid"])
-                return self._session(open_row)
-
-            if case_id is None:
-                case_id, number = self._pick_next_case(observer, when, stamp)
-            else:
-                number = self._next_reading_number(case_id, observer)
-                if number > self.readings_per_observer:
-                    raise ReadingError(
-                        f"case {case_id}, observer {observer}: all {self.readings_per_observer} readings are done "
-                        "(to correct one, amend it)"
-                    )
-            where = f"case {case_id}, observer {observer}, reading {number}"
-            override_text, opens = self._check_washout(case_id, observer, number, when, override_washout, reason, where)
-            row = self._insert_session(observer, case_id, number, stamp, override_text=override_text)
-            if override_text:
-                self._audit(stamp, "washout_overridden", observer=observer, case_id=case_id, reading=number,
-                            session_uid=row["session_uid"], reason=override_text, washout_opens=_iso(opens))
-            return self._session(row)
-
-    def _check_washout(self, case_id: str, observer: str, number: int, start: dt.datetime, override: bool,
-                       reason: str | None, where: str) -> tuple[str | None, dt.datetime | None]:
-        """``(override reason or None, end of the wash-out)``; raises if the reading starts too early."""
-        opens = self.washout_opens(case_id, observer, number)
-        if opens is None or start >= opens:
-            return None, opens
-        if not override:
-            raise ReadingError(
-                f"{where}: starts {_iso(start)}, but the {self.washout_days}-day wash-out after reading {number - 1} "
-                f"lasts until {_iso(opens)}; wait, or override the wash-out with a reason"
-            )
-        return reason.strip(), opens
-
-    def _pick_next_case(self, observer: str, when: dt.datetime, stamp: str) -> tuple[str, int]:
-        waiting: list[dt.datetime] = []
-        for round_ in range(1, self.readings_per_observer + 1):
-            for case_id in self._reading_order(observer, round_, stamp):
-                if self._next_reading_number(case_id, observer) != round_:
-                    continue
-                opens = self.washout_opens(case_id, observer, round_)
-                if opens is None or when >= opens:
-                    return case_id, round_
-                waiting.append(opens)
-        if waiting:
-            raise ReadingError(
-                f"observer {observer}: no case is open now; {len(waiting)} reading(s) wait for the "
-                f"{self.washout_days}-day wash-out, the first opens {_iso(min(waiting))}"
-            )
-        if not self._db.execute("SELECT 1 FROM cases LIMIT 1").fetchone():
-            raise ReadingError(f"the study {self.root} has no cases yet")
-        raise ReadingError(f"observer {observer}: all readings of all cases are done")
-
-    def _insert_session(self, observer: str, case_id: str, number: int, stamp: str, *, override_text=None,
-                        amends: int | None = None, amend_reason: str | None = None) -> sqlite3.Row:
-        if amends is None:
-            relative = f"readings/{case_id}/{observer}_r{number}.seg.nrrd"
-        else:
-            count = self._db.execute(
-                "SELECT COUNT(*) FROM readings WHERE case_id = ? AND observer_id = ? AND reading = ?",
-                (case_id, observer, number),
-            ).fetchone()[0]
-            relative = f"readings/{case_id}/{observer}_r{number}_amend{count}.seg.nrrd"
-        if (self.root / relative).exists():
-            raise ReadingError(
-                f"case {case_id}, observer {observer}, reading {number}: {self.root / relative} already exists "
-                "although no reading refers to it; run 'qsmrepro study verify' and move it away"
-            )
-        session_uid = uuid.uuid4().hex
-        self._db.execute(
-            "INSERT INTO readings(session_uid, case_id, observer_id, reading, status, started_at, segmentation_file, "
-            "amends, amend_reason, washout_override) VALUES (?, ?, ?, ?, 'started', ?, ?, ?, ?, ?)",
-            (session_uid, case_id, observer, number, stamp, relative, amends, amend_reason, override_text),
-        )
-        self._audit(stamp, "reading_started" if amends is None else "amendment_started", observer=observer,
-                    case_id=case_id, reading=number, session_uid=session_uid, reason=amend_reason)
-        return self._db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone()
-
-    def amend_reading(self, case_id: str, observer: str, reading: int, *, reason: str, now=None) -> ReadingSession:
-        """Open a session that will replace a finished reading, keeping the original on record.
-
-        The finished reading stays untouched until the amendment is finished; it is then marked
-        ``amended`` and the new one becomes the current reading ``reading``.
-        """
-        if not (reason or "").strip():
-            raise ReadingError(f"case {case_id}, observer {observer}, reading {reading}: an amendment needs a reason")
-        stamp = _iso(_utc(now))
-        with self._transaction() as db:
-            self._require_observer(observer)
-            self.case(case_id)
-            current = db.execute(
-                "SELECT * FROM readings WHERE case_id = ? AND observer_id = ? AND reading = ? AND status = 'finished'",
-                (case_id, observer, int(reading)),
-            ).fetchone()
-            if current is None:
-                raise ReadingError(
-                    f"case {case_id}, observer {observer}, reading {reading}: no finished reading to amend"
-                )
-            if db.execute("SELECT 1 FROM readings WHERE case_id = ? AND observer_id = ? AND status = 'started'",
-                          (case_id, observer)).fetchone():
-                raise ReadingError(f"case {case_id}, observer {observer}: finish the open reading first")
-            row = self._insert_session(observer, case_id, int(reading), stamp, amends=current["id"],
-                                       amend_reason=reason.strip())
-            return self._session(row)
-
-    @staticmethod
-    def check_drawing(session: ReadingSession, voxel_counts) -> None:
-        """Refuse, in words a reader acts on, a drawing that cannot be recorded as a reading yet.
-
-        A reading needs one or more drawn lesion segments (``lesion_right``/``lesion_left``) and a drawn
-        ``csf`` reference, as :meth:`finish_reading` checks for the file; the reading fronts call this on
-        the segment voxel counts (segment ID -> voxels) before they save, so the reader is told what to
-        draw rather than which file was refused.
-
-        Raises
-        ------
-        ReadingError
-        """
-        missing = []
-        if not any(voxel_counts.get(f"lesion_{side}", 0) > 0 for side in segio.SIDES):
-            missing.append("no lesion is drawn: paint it in segment lesion_right or lesion_left")
-        if voxel_counts.get("csf", 0) <= 0:
-            missing.append("the CSF reference is empty: draw it in segment csf, in the posterior horns of the "
-                           "lateral ventricles")
-        if missing:
-            raise ReadingError(f"case {session.case_id}, reading {session.reading} cannot be finished yet: "
-                               + "; ".join(missing))
-
-    def finish_reading(self, session_uid: str, segmentation_file, *, now=None, labels=None,
-                       resample: bool = False) -> ReadingRecord:
-        """Validate a reading's segmentation, store it and close the session.
-
-        The segmentation is a ``.seg.nrrd`` (saved by the reading session, or drawn in plain Slicer with
-        segments named ``lesion_right``/``lesion_left``/``csf`` or an alias such as "CSF") or a label map
-        (NIfTI or NRRD, e.g. from ITK-SNAP) whose values follow ``labels``
-        (:func:`~QSMReproducibilityLib.segio.parse_label_mapping`; default lesion_right=1,
-        lesion_left=2, csf=3). It must lie on the case's QSM grid (same voxels; axis order or direction
-        may differ, as when Slicer reverses a NIfTI's slice axis, and it may be cropped), or be resampled
-        onto it by nearest neighbour when ``resample``; contain a non-empty ``csf`` segment and one or
-        more non-empty ``lesion_right``/``lesion_left`` segments; and the session tags it carries
-        (``QSMReproducibility.CaseID``, ``Observer``, ``Reading``, ``SessionUID``, ``LesionType``,
-        ``Side``) must match the session. A segment without session tags (drawn in another tool) is
-        stamped with the session's. It is stored on the QSM grid as ``segmentation_path`` with its
-        ``Status`` tag set to ``finished``.
-
-        Raises
-        ------
-        ReadingError
-            Naming case, observer and reading; nothing is changed.
-        """
-        when = _utc(now)
-        row = self._db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone()
-        if row is None:
-            raise ReadingError(f"no reading session {session_uid!r} in the study {self.root}")
-        where = f"case {row['case_id']}, observer {row['observer_id']}, reading {row['reading']}"
-        if row["status"] != "started":
-            raise ReadingError(
-                f"{where} was already finished on {row['finished_at']}; a finished reading cannot be changed "
-                "(amend it instead)"
-            )
-        if when < _parse_iso(row["started_at"]):
-            raise ReadingError(f"{where}: finish time {_iso(when)} is before the start {row['started_at']}")
-        case = self.case(row["case_id"])
-        masks, specs, affine = self._validated_segmentation(
-            Path(segmentation_file), case, row["observer_id"], int(row["reading"]), where,
-            expected_session_uid=session_uid, session_uid=session_uid, labels=labels, resample=resample,
-        )
-        stamp = _iso(when)
-        with self._transaction() as db:
-            current = db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone()
-            if current["status"] != "started":
-                raise ReadingError(f"{where} was finished meanwhile by another process; nothing changed")
-            target = self.root / current["segmentation_file"]
-            segio.write_seg_nrrd(target, masks, affine, specs)
-            checksum = _sha256(target)
-            if current["amends"] is not None:
-                # First retire the superseded version: only one current version per reading number.
-                db.execute("UPDATE readings SET status = 'amended' WHERE id = ?", (current["amends"],))
-            db.execute(
-                "UPDATE readings SET status = 'finished', finished_at = ?, checksum = ? WHERE id = ?",
-                (stamp, checksum, current["id"]),
-            )
-            self._audit(stamp, "reading_finished", observer=current["observer_id"], case_id=current["case_id"],
-                        reading=current["reading"], session_uid=session_uid, sha256=checksum)
-            record_row = db.execute("SELECT * FROM readings WHERE id = ?", (current["id"],)).fetchone()
-            return self._record(record_row)
-
-    def import_reading(self, case_id: str, observer: str, reading: int, segmentation_file, *, started_at, finished_at,
-                       override_washout: bool = False, reason: str | None = None, labels=None,
-                       resample: bool = False) -> ReadingRecord:
-        """Record a reading made before the study used this store, with its historical dates.
-
-        The segmentation is validated as in :meth:`finish_reading`; readings must be imported in
-        order (reading N needs reading N-1) and the wash-out is checked on the given dates.
-
-        Parameters
-        ----------
-        case_id, observer : str
-            A case and a registered observer of the study.
-        reading : int
-            Reading number.
-        segmentation_file : path-like
-            The reading's ``.seg.nrrd`` or label map (as for :meth:`finish_reading`).
-        started_at, finished_at : datetime or ISO-8601 string
-            When the reading was made (naive values count as UTC).
-        override_washout : bool
-            Accept a reading that started before the wash-out had passed (needs ``reason``).
-        reason : str, optional
-        labels : str or mapping, optional
-            Label values of a label map (default lesion_right=1, lesion_left=2, csf=3).
-        resample : bool
-            Resample a segmentation on another grid onto the QSM (nearest neighbour).
-        """
-        if isinstance(reading, bool) or int(reading) != reading or int(reading) < 1:
-            raise ReadingError(f"case {case_id}, observer {observer}: reading number must be >= 1, got {reading!r}")
-        reading = int(reading)
-        where = f"case {case_id}, observer {observer}, reading {reading}"
-        times = []
-        for value, what in ((started_at, "start time (--started)"), (finished_at, "finish time (--finished)")):
-            try:
-                times.append(_utc(value))
-            except InputError as exc:
-                raise ReadingError(f"{where}: {what} {one_line(exc)}") from None
-        started, finished = times
-        if finished < started:
-            raise ReadingError(f"{where}: finished {_iso(finished)} before it started {_iso(started)}")
-        if finished > _utc(None) + dt.timedelta(minutes=5):
-            raise ReadingError(f"{where}: finish time {_iso(finished)} is in the future")
-        if override_washout and not (reason or "").strip():
-            raise ReadingError(f"{where}: overriding the wash-out needs a reason")
-        if reading > self.readings_per_observer:
-            raise ReadingError(f"{where}: the study records {self.readings_per_observer} readings per observer")
-        self._require_observer(observer)
-        case = self.case(case_id)
-        self._check_import_order(case_id, observer, reading, where)
-        session_uid = uuid.uuid4().hex
-        masks, specs, affine = self._validated_segmentation(
-            Path(segmentation_file), case, observer, reading, where, expected_session_uid=None, session_uid=session_uid,
-            labels=labels, resample=resample,
-        )
-        now = _iso(_utc(None))
-        relative = f"readings/{case_id}/{observer}_r{reading}.seg.nrrd"
-        with self._transaction() as db:
-            self._check_import_order(case_id, observer, reading, where)
-            override_text, opens = self._check_washout(case_id, observer, reading, started, override_washout, reason,
-                                                       where)
-            target = self.root / relative
-            segio.write_seg_nrrd(target, masks, affine, specs)
-            checksum = _sha256(target)
-            db.execute(
-                "INSERT INTO readings(session_uid, case_id, observer_id, reading, status, started_at, finished_at, "
-                "segmentation_file, checksum, imported, washout_override) "
-                "VALUES (?, ?, ?, ?, 'finished', ?, ?, ?, ?, 1, ?)",
-                (session_uid, case_id, observer, reading, _iso(started), _iso(finished), relative, checksum,
-                 override_text),
-            )
-            self._audit(now, "reading_imported", observer=observer, case_id=case_id, reading=reading,
-                        session_uid=session_uid, started_at=_iso(started), finished_at=_iso(finished), sha256=checksum)
-            if override_text:
-                self._audit(now, "washout_overridden", observer=observer, case_id=case_id, reading=reading,
-                            session_uid=session_uid, reason=override_text, washout_opens=_iso(opens))
-            return self._record(db.execute("SELECT * FROM readings WHERE session_uid = ?", (session_uid,)).fetchone())
-
-    def _check_import_order(self, case_id: str, observer: str, reading: int, where: str) -> None:
-        rows = self._db.execute(
-            "SELECT reading, status FROM readings WHERE case_id = ? AND observer_id = ?", (case_id, observer)
-        ).fetchall()
-        if any(r["reading"] == reading for r in rows):
-            raise ReadingError(f"{where} is already recorded")
-        if any(r["status"] == "started" for r in rows):
-            raise ReadingError(f"{where}: a reading of this case by this observer is open; finish it first")
-        if reading > 1 and not any(r["reading"] == reading - 1 and r["status"] == "finished" for r in rows):
-            raise ReadingError(f"{where}: import reading {reading - 1} first")
-
-    # ---- validation ------------------------------------------------------------------------
-
-    def _validated_segmentation(self, path: Path, case: CaseRecord, observer: str, reading: int, where: str, *,
-                                expected_session_uid: str | None, session_uid: str, labels=None,
-                                resample: bool = False):
-        """Check a reading's segmentation; returns masks on the QSM grid, updated specs and the QSM affine.
-
-        ``expected_session_uid``: the SessionUID tag the file must carry where it has one (None: any);
-        ``session_uid``: the SessionUID written into the stored file. ``labels``, ``resample``: see
-        :meth:`finish_reading`.
-        """
-        try:
-            data = segio.read_reading(path, labels)
-        except InputError as exc:
-            raise ReadingError(f"{where}: {one_line(exc)}") from None
-        shape, affine = _nifti_grid(case.qsm_path, f"case {case.case_id}: QSM map")
-        try:
-            masks = data.on_grid(shape, affine)
-        except InputError as exc:
-            if not resample:
-                raise ReadingError(f"{where}: {path} is not on the QSM grid of the case: {one_line(exc)}; or pass "
-                                   "--resample to resample it onto the QSM (nearest neighbour)") from None
-            masks = segio.resample_masks(data.masks, data.affine_ras, shape, affine)
-        ids = [s.segment_id for s in data.segments]
-        unexpected = [i for i in ids if i not in _SEGMENT_IDS]
-        if unexpected:
-            raise ReadingError(
-                f"{where}: {path} has segment(s) {', '.join(map(repr, unexpected))}; only lesion_right, "
-                "lesion_left and csf are allowed (delete or rename the others in Slicer)"
-            )
-        lesions = [i for i in ids if i.startswith("lesion_")]
-        if not lesions:
-            raise ReadingError(f"{where}: {path} has no lesion segment (lesion_right or lesion_left)")
-        if "csf" not in ids:
-            raise ReadingError(f"{where}: {path} has no 'csf' reference segment")
-        for segment_id in lesions + ["csf"]:
-            if not masks[segment_id].any():
-                raise ReadingError(f"{where}: segment {segment_id!r} in {path} is empty")
-        prefix = segio.TAG_PREFIX
-        specs = []
-        for spec in data.segments:
-            tags = dict(spec.tags)
-            # A segment drawn in another tool carries no session tags: it is stamped with this session's.
-            drawn_elsewhere = not any(prefix + key in tags for key in _SESSION_TAGS)
-            for key, expected, required in (
-                ("CaseID", case.case_id, True),
-                ("Observer", observer, True),
-                ("Reading", str(reading), False),
-                ("SessionUID", expected_session_uid, False),
-                ("LesionType", case.lesion_type if spec.segment_id != "csf" else None, False),
-                ("Side", spec.segment_id.removeprefix("lesion_") if spec.segment_id != "csf" else None, False),
-                ("Role", "csf" if spec.segment_id == "csf" else "lesion", False),
-            ):
-                value = tags.get(prefix + key)
-                if value is None:
-                    if required and not drawn_elsewhere:
-                        raise ReadingError(
-                            f"{where}: segment {spec.segment_id!r} in {path} has no {prefix}{key} tag; "
-                            "save the segmentation from the reading session"
-                        )
-                    continue
-                if expected is not None and value != expected:
-                    raise ReadingError(
-                        f"{where}: segment {spec.segment_id!r} in {path} is tagged {prefix}{key}={value!r}, "
-                        f"expected {expected!r} (wrong file?)"
-                    )
-            base = (segio.csf_segment({}) if spec.segment_id == "csf"
-                    else segio.lesion_segment(spec.segment_id.removeprefix("lesion_"), case.lesion_type, {}))
-            tags.update(base.tags)
-            tags.update(segio.reading_tags(observer=observer, reading=reading, case_id=case.case_id,
-                                           session_uid=session_uid,
-                                           status="finished"))
-            if drawn_elsewhere:  # this project's name, colour and terminology
-                specs.append(dataclasses.replace(base, tags=tags))
-            else:
-                specs.append(dataclasses.replace(spec, tags=tags, terminology=spec.terminology or base.terminology))
-        return masks, specs, affine
-
     # ---- integrity -------------------------------------------------------------------------
 
     def verify(self) -> list[str]:
@@ -1286,13 +720,13 @@ class Study(CaseInputs):
                 known.add(path.resolve())
                 if not path.is_file():
                     problems.append(f"case {case.case_id}: {what} {path} is missing")
-                elif _sha256(path) != checksum:
+                elif sha256_file(path) != checksum:
                     problems.append(f"case {case.case_id}: {what} {path} was modified (checksum differs)")
         for case_id, path, checksum in self._input_files():
             known.add(path.resolve())
             if not path.is_file():
                 problems.append(f"case {case_id}: GRE file {path} is missing")
-            elif _sha256(path) != checksum:
+            elif sha256_file(path) != checksum:
                 problems.append(f"case {case_id}: GRE file {path} was modified (checksum differs)")
         rows = self._db.execute("SELECT * FROM readings ORDER BY id").fetchall()
         for row in rows:
@@ -1305,7 +739,7 @@ class Study(CaseInputs):
                 continue
             if not path.is_file():
                 problems.append(f"{where}: segmentation {path} is missing")
-            elif _sha256(path) != row["checksum"]:
+            elif sha256_file(path) != row["checksum"]:
                 problems.append(f"{where}: segmentation {path} was modified after the reading was finished")
             if row["finished_at"] is None or row["finished_at"] < row["started_at"]:
                 problems.append(f"{where}: finish time {row['finished_at']} is missing or before the start")
@@ -1318,10 +752,10 @@ class Study(CaseInputs):
                            if r["case_id"] == row["case_id"] and r["observer_id"] == row["observer_id"]
                            and r["reading"] < row["reading"] and r["finished_at"] and r["id"] < row["id"]]
                 if earlier:
-                    opens = _parse_iso(max(earlier)) + dt.timedelta(days=self.washout_days)
-                    if _parse_iso(row["started_at"]) < opens:
+                    opens = to_utc(max(earlier)) + dt.timedelta(days=self.washout_days)
+                    if to_utc(row["started_at"]) < opens:
                         problems.append(f"{where}: started {row['started_at']}, before the wash-out ended "
-                                        f"{_iso(opens)}, and no override is recorded")
+                                        f"{iso_utc(opens)}, and no override is recorded")
         for folder in (self.root / "cases", self.root / "readings"):
             if not folder.is_dir():
                 problems.append(f"folder {folder} is missing")
@@ -1337,7 +771,7 @@ class Study(CaseInputs):
 
     def summary(self, *, now=None) -> dict:
         """Counts for ``qsmrepro study status``: cases, observers, readings per observer and round."""
-        when = _utc(now)
+        when = to_utc(now)
         cases = self.cases()
         result = {
             "study": str(self.root),
@@ -1368,6 +802,6 @@ class Study(CaseInputs):
                 "finished_by_reading": done,
                 "open_sessions": len(self.open_sessions(observer)),
                 "waiting_for_washout": len(waiting),
-                "next_washout_ends": _iso(min(waiting)) if waiting else None,
+                "next_washout_ends": iso_utc(min(waiting)) if waiting else None,
             }
         return result

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ReconstructionError
+from ..errors import InputError
 from ..fileio import atomic_output
 from ..io import GreSeries, check_output_path, load_gre, load_nifti_gre, load_volume, save_nifti
 from ..progress import ProgressCallback, notify, sub_progress
@@ -423,7 +423,7 @@ def reconstruct_path(
     else:
         raise InputError("give an input folder (BIDS anat or DICOM) or --magnitude and --phase NIfTI files")
     if b0_dir is not None:
-        gre = dataclasses.replace(gre, b0_dir_voxel=tuple(float(v) for v in b0_dir))
+        gre = dataclasses.replace(gre, b0_dir_given=tuple(float(v) for v in b0_dir))
     user_mask = None
     if user_mask_path is not None:
         user_mask, mask_affine = load_volume(user_mask_path)

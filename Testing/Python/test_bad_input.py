@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from QSMReproducibilityLib import segio
+from QSMReproducibilityLib import segio, terminology
 from QSMReproducibilityLib.phantom import CSF, LESION_LABEL, simulate_case
 from QSMReproducibilityLib.readings import Study
 
@@ -229,11 +229,12 @@ def _finish(make_seg, *extra):
 
 
 def _foreign(w, d):
-    tags = segio.reading_tags(observer="O1", reading=1, case_id="c1", session_uid="another-session", status="started")
+    tags = terminology.reading_tags(observer="O1", reading=1, case_id="c1", session_uid="another-session",
+                                    status="started")
     path = d / "foreign.seg.nrrd"
     lesion = np.isin(w.labels, (1, 2))
     segio.write_seg_nrrd(path, {"lesion_right": lesion, "csf": w.labels == 3}, w.affine,
-                         [segio.lesion_segment("right", "hematoma", tags), segio.csf_segment(tags)])
+                         [terminology.lesion_segment("right", "hematoma", tags), terminology.csf_segment(tags)])
     return path
 
 

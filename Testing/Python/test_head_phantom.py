@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage
 
 from QSMReproducibilityLib import head_phantom as hp
-from QSMReproducibilityLib.io import b0_direction_voxel, load_gre, voxel_size_from_affine
+from QSMReproducibilityLib.io import b0_dir_from_affine, load_gre, voxel_size_from_affine
 
 from head_support import write_head_case
 
@@ -50,7 +50,7 @@ def test_study_grid_has_230_mm_along_ap_and_b0_along_the_slab_normal(head):
     rotation = head.affine[:3, :3] / voxel_size_from_affine(head.affine)
     assert abs(rotation[1, 0]) == 1 and abs(rotation[0, 1]) == 1 and rotation[2, 2] == 1  # i→y, j→x, k→z
     assert head.shape[0] * 0.72 == pytest.approx(230.4)
-    np.testing.assert_allclose(np.abs(b0_direction_voxel(head.affine)), (0, 0, 1), atol=1e-12)
+    np.testing.assert_allclose(np.abs(b0_dir_from_affine(head.affine)), (0, 0, 1), atol=1e-12)
     z = head.coordinates_mm()[2].ravel()
     assert z.min() <= hp.FORAMEN_MAGNUM_Z_MM - 20 and z.max() >= 50
     assert head.regions["posterior_horns"].any() and head.regions["v4_right"].any()

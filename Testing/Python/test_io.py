@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from QSMReproducibilityLib.errors import InputError
-from QSMReproducibilityLib.io import b0_direction_voxel, load_bids_anat, load_nifti_gre, phase_to_radians
+from QSMReproducibilityLib.io import b0_dir_from_affine, load_bids_anat, load_nifti_gre, phase_to_radians
 
 from cli_driver import qsmrepro
 
@@ -41,7 +41,7 @@ def test_b0_direction_of_an_oblique_acquisition():
     rot = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
     affine = np.eye(4)
     affine[:3, :3] = rot @ np.diag([0.72, 0.72, 2.0])
-    np.testing.assert_allclose(b0_direction_voxel(affine), [0, np.sin(angle), np.cos(angle)], atol=1e-12)
+    np.testing.assert_allclose(b0_dir_from_affine(affine), [0, np.sin(angle), np.cos(angle)], atol=1e-12)
 
 
 def test_siemens_phase_is_scaled_to_radians():
@@ -118,7 +118,7 @@ def test_parallel_gzip_nifti_is_read_by_gzip_nibabel_and_itk(tmp_path, chunk_byt
 
     import SimpleITK as sitk
 
-    from QSMReproducibilityLib import io
+    from QSMReproducibilityLib.io import nifti as io
 
     original = io.write_gzip
     monkeypatch.setattr(io, "write_gzip", lambda handle, data: original(handle, data, chunk_bytes=chunk_bytes))

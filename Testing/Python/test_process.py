@@ -34,7 +34,8 @@ from QSMReproducibilityLib.phantom import simulate_case
 from QSMReproducibilityLib.process import process_study, read_progress
 from QSMReproducibilityLib.process.tasks import ReconTask, recon_key, run_recon
 from QSMReproducibilityLib.readings import Study
-from QSMReproducibilityLib.segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+from QSMReproducibilityLib.segio import write_seg_nrrd
+from QSMReproducibilityLib.terminology import csf_segment, lesion_segment, reading_tags
 
 from cli_driver import qsmrepro
 

@@ -31,7 +31,8 @@ from QSMReproducibilityLib.radiomics import (
     make_extractor,
     roi_features,
 )
-from QSMReproducibilityLib.segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+from QSMReproducibilityLib.segio import write_seg_nrrd
+from QSMReproducibilityLib.terminology import csf_segment, lesion_segment, reading_tags
 
 from cli_driver import qsmrepro
 

@@ -19,13 +19,13 @@ import pytest
 
 from mrml_support import mrml, slicer  # skips this module where slicer-core is absent
 
-from QSMReproducibilityLib import segio  # noqa: E402
+from QSMReproducibilityLib import segio, terminology  # noqa: E402
 from QSMReproducibilityLib.errors import ReadingError  # noqa: E402
 from QSMReproducibilityLib.readings import Study  # noqa: E402
 
 
 SHAPE = (15, 12, 8)
-P = segio.TAG_PREFIX
+P = terminology.TAG_PREFIX
 
 
 def _affine() -> np.ndarray:

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from QSMReproducibilityLib import segio
+from QSMReproducibilityLib import segio, terminology
 from QSMReproducibilityLib.errors import InputError, ReadingError
 from QSMReproducibilityLib.cli.study import add_command as add_cli
 from QSMReproducibilityLib.readings import Study
@@ -71,15 +71,15 @@ def write_reading(path, *, case_id, observer, reading, session_uid="import", les
                   affine=None, shape=SHAPE, lesion=None, csf=True, extra_tags=None) -> Path:
     """A reading's .seg.nrrd as the Slicer module saves it (tags from segio)."""
     affine = qsm_affine() if affine is None else affine
-    tags = segio.reading_tags(observer=observer, reading=reading, case_id=case_id, session_uid=session_uid,
+    tags = terminology.reading_tags(observer=observer, reading=reading, case_id=case_id, session_uid=session_uid,
                               status="started")
     tags.update(extra_tags or {})
     lesion = lesion_mask() if lesion is None else lesion
     masks = {"lesion_right": lesion[: shape[0], : shape[1], : shape[2]] if lesion.shape != shape else lesion}
-    specs = [segio.lesion_segment("right", lesion_type, tags)]
+    specs = [terminology.lesion_segment("right", lesion_type, tags)]
     if csf:
         masks["csf"] = csf_mask()[: shape[0], : shape[1], : shape[2]] if shape != SHAPE else csf_mask()
-        specs.append(segio.csf_segment(tags))
+        specs.append(terminology.csf_segment(tags))
     segio.write_seg_nrrd(path, masks, affine, specs)
     return Path(path)
 
@@ -341,7 +341,7 @@ def test_slicer_style_reversed_slice_axis_is_stored_on_qsm_grid(study, tmp_path)
     tags = session.tags()
     path = tmp_path / "slicer_lattice.seg.nrrd"
     segio.write_seg_nrrd(path, {"lesion_right": lesion[:, :, ::-1], "csf": csf_mask()[:, :, ::-1]}, affine @ flip_k,
-                         [segio.lesion_segment("right", "hematoma", tags), segio.csf_segment(tags)])
+                         [terminology.lesion_segment("right", "hematoma", tags), terminology.csf_segment(tags)])
     record = study.finish_reading(session.session_uid, path, now=T0 + DAY / 24)
     stored = segio.read_seg_nrrd(record.segmentation_path)
     np.testing.assert_allclose(stored.affine_ras, nib.load(record.qsm_path).affine, atol=1e-9)
@@ -407,7 +407,7 @@ def test_stored_qsm_keeps_voxels_and_geometry_but_no_identifying_header_text(stu
 
 
 def test_gre_fingerprint_identifies_files_not_their_names(tmp_path):
-    from QSMReproducibilityLib.readings.store import gre_fingerprint
+    from QSMReproducibilityLib.readings.fingerprint import gre_fingerprint
 
     first = tmp_path / "DOE_JANE" / "series"
     first.mkdir(parents=True)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import sqlite3
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from QSMReproducibilityLib import segio
+from QSMReproducibilityLib import segio, terminology
 from QSMReproducibilityLib.cli import main
 from QSMReproducibilityLib.phantom import CSF, LESION_LABEL, simulate_case
 from QSMReproducibilityLib.readings import Study
@@ -64,10 +63,10 @@ def fingerprint_of(folder: Path) -> str:
 
 def draw_reading(path, session: dict, labels: np.ndarray, affine: np.ndarray, side: str, lesion_type: str) -> Path:
     """What the Slicer module saves for a reading: the lesion and CSF segments with the session's tags."""
-    tags = segio.reading_tags(observer=session["observer"], reading=session["reading"], case_id=session["case_id"],
-                              session_uid=session["session_uid"], status="started")
+    tags = terminology.reading_tags(observer=session["observer"], reading=session["reading"],
+                                    case_id=session["case_id"], session_uid=session["session_uid"], status="started")
     segio.write_seg_nrrd(path, {f"lesion_{side}": labels == LESION_LABEL[side], "csf": labels == CSF}, affine,
-                         [segio.lesion_segment(side, lesion_type, tags), segio.csf_segment(tags)])
+                         [terminology.lesion_segment(side, lesion_type, tags), terminology.csf_segment(tags)])
     return Path(path)
 
 
@@ -272,11 +271,11 @@ def small_study(tmp_path) -> tuple[Path, dict]:
     csf[8:10, 6:8, 3] = True
 
     def reading_file(name, session, *, lesion=lesion, file_affine=affine):
-        tags = segio.reading_tags(observer="O1", reading=session.reading, case_id="c1",
+        tags = terminology.reading_tags(observer="O1", reading=session.reading, case_id="c1",
                                   session_uid=session.session_uid, status="started")
         path = tmp_path / name
         segio.write_seg_nrrd(path, {"lesion_right": lesion, "csf": csf}, file_affine,
-                             [segio.lesion_segment("right", "hematoma", tags), segio.csf_segment(tags)])
+                             [terminology.lesion_segment("right", "hematoma", tags), terminology.csf_segment(tags)])
         return path
 
     study.finish_reading(done.session_uid, reading_file("done.seg.nrrd", done), now="2024-01-08T09:30:00Z")

@@ -14,8 +14,9 @@ import nrrd
 import numpy as np
 import pytest
 
-from QSMReproducibilityLib import segio
+from QSMReproducibilityLib import segio, terminology
 from QSMReproducibilityLib.cli import main
+from QSMReproducibilityLib.io import label_maps
 from QSMReproducibilityLib.readings import Study
 
 SHAPE = (12, 10, 6)
@@ -75,10 +76,10 @@ def assert_stamped(data: segio.SegmentationData, session, expected_masks: dict) 
     np.testing.assert_allclose(data.affine_ras, AFFINE, atol=1e-6)
     for spec in data.segments:
         np.testing.assert_array_equal(data.masks[spec.segment_id], expected_masks[spec.segment_id])
-        assert spec.tags[segio.TAG_PREFIX + "SessionUID"] == session.session_uid
-        assert spec.tags[segio.TAG_PREFIX + "Observer"] == session.observer
-        assert spec.tags[segio.TAG_PREFIX + "CaseID"] == session.case_id
-        assert spec.tags[segio.TAG_PREFIX + "Status"] == "finished"
+        assert spec.tags[terminology.TAG_PREFIX + "SessionUID"] == session.session_uid
+        assert spec.tags[terminology.TAG_PREFIX + "Observer"] == session.observer
+        assert spec.tags[terminology.TAG_PREFIX + "CaseID"] == session.case_id
+        assert spec.tags[terminology.TAG_PREFIX + "Status"] == "finished"
         assert spec.terminology  # this project's terminology, as for a reading made in the session
 
 
@@ -116,8 +117,8 @@ def test_nrrd_label_map_cropped_to_its_extent_with_a_mapping(study, tmp_path, ca
     assert code == 0, err
     assert_stamped(stored(study, "c2"), session, {"lesion_left": lesion_mask(), "csf": csf_mask()})
     side = next(s for s in stored(study, "c2").segments if s.segment_id == "lesion_left")
-    assert side.tags[segio.TAG_PREFIX + "LesionType"] == "calcification"
-    assert side.tags[segio.TAG_PREFIX + "Side"] == "left"
+    assert side.tags[terminology.TAG_PREFIX + "LesionType"] == "calcification"
+    assert side.tags[terminology.TAG_PREFIX + "Side"] == "left"
 
 
 def test_untagged_seg_nrrd_from_the_project_writer_and_from_plain_slicer(study, tmp_path, capsys):
@@ -159,10 +160,10 @@ def test_tags_of_another_session_observer_or_case_are_still_refused(study, tmp_p
         "feedface": dict(observer="O1", case_id="c1", session_uid="feedface"),
     }
     for value, identity in refusals.items():
-        tags = segio.reading_tags(reading=1, status="started", **identity)
+        tags = terminology.reading_tags(reading=1, status="started", **identity)
         path = tmp_path / f"foreign_{value}.seg.nrrd"
         segio.write_seg_nrrd(path, {"lesion_right": lesion_mask(), "csf": csf_mask()}, AFFINE,
-                             [segio.lesion_segment("right", "hematoma", tags), segio.csf_segment(tags)])
+                             [terminology.lesion_segment("right", "hematoma", tags), terminology.csf_segment(tags)])
         code, err = finish(capsys, study, "c1", path)
         assert code == 2 and f"={value!r}" in err and "wrong file?" in err, err
     assert not session.segmentation_path.exists()
@@ -203,7 +204,7 @@ def test_import_reading_of_a_label_map_with_its_dates(study, tmp_path, capsys):
     assert (record.observer, record.started_at, record.imported) == ("O2", "2023-01-10T09:00:00Z", True)
     data = segio.read_seg_nrrd(record.segmentation_path)
     np.testing.assert_array_equal(data.masks["lesion_left"], lesion_mask())
-    assert {s.tags[segio.TAG_PREFIX + "SessionUID"] for s in data.segments} == {record.session_uid}
+    assert {s.tags[terminology.TAG_PREFIX + "SessionUID"] for s in data.segments} == {record.session_uid}
 
 
 @pytest.mark.parametrize("mapping, message", [
@@ -217,12 +218,12 @@ def test_malformed_label_mappings_are_refused(mapping, message):
     from QSMReproducibilityLib.errors import InputError
 
     with pytest.raises(InputError, match=message):
-        segio.parse_label_mapping(mapping)
+        label_maps.parse_label_mapping(mapping)
 
 
 def test_segment_names_and_aliases():
-    assert segio.parse_label_mapping(None) == {"lesion_right": 1, "lesion_left": 2, "csf": 3}
+    assert label_maps.parse_label_mapping(None) == {"lesion_right": 1, "lesion_left": 2, "csf": 3}
     for name, expected in (("CSF", "csf"), ("Lesion Right", "lesion_right"), ("lesion-left", "lesion_left"),
                            ("Hematoma right vertebral artery", "lesion_right"), ("right lesion", "lesion_right"),
                            ("Segment_1", None), ("lesion", None)):
-        assert segio.reading_segment_id(name) == expected, name
+        assert terminology.reading_segment_id(name) == expected, name

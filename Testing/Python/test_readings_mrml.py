@@ -18,13 +18,14 @@ import pytest
 from mrml_support import mrml, slicer  # skips this module where slicer-core is absent
 
 from QSMReproducibilityLib import segio  # noqa: E402
+from QSMReproducibilityLib.terminology import TAG_PREFIX, csf_segment, lesion_segment  # noqa: E402
 from QSMReproducibilityLib.readings import Study  # noqa: E402
 
 from affines import oblique_affine  # noqa: E402
 
 
 SHAPE = (17, 13, 9)
-P = segio.TAG_PREFIX
+P = TAG_PREFIX
 
 
 def asymmetric_lesion() -> np.ndarray:
@@ -79,7 +80,7 @@ def test_slicer_reading_through_the_study_keeps_node_and_segment_tags_and_voxels
     drawn = {"lesion_right": onto_slicer_grid(lesion, affine, slicer_affine, slicer_voxels.shape),
              "csf": onto_slicer_grid(csf, affine, slicer_affine, slicer_voxels.shape)}
     np.testing.assert_allclose(slicer_voxels[drawn["lesion_right"]].sum(), chi[lesion].sum(), rtol=1e-6)
-    specs = [segio.lesion_segment("right", "hematoma", session.tags()), segio.csf_segment(session.tags())]
+    specs = [lesion_segment("right", "hematoma", session.tags()), csf_segment(session.tags())]
     node = mrml.reading_segmentation_node(scene, volume, specs)
     assert {key: node.GetAttribute(key) for key in session.tags()} == session.tags()      # tags on the node
     mrml.set_segment_masks(node, drawn, volume)

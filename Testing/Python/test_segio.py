@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from QSMReproducibilityLib import fileio, segio
+from QSMReproducibilityLib import fileio, segio, terminology
 from QSMReproducibilityLib.errors import InputError
 
 from affines import oblique_affine
@@ -42,10 +42,10 @@ def blob(center, radius, shape=SHAPE) -> np.ndarray:
 
 
 def reading_specs(observer="O1", case_id="case-007", session_uid="abc123"):
-    tags = segio.reading_tags(observer=observer, reading=2, case_id=case_id, session_uid=session_uid,
-                              status="started")
-    return [segio.lesion_segment("right", "hematoma", tags), segio.lesion_segment("left", "hematoma", tags),
-            segio.csf_segment(tags)]
+    tags = terminology.reading_tags(observer=observer, reading=2, case_id=case_id, session_uid=session_uid,
+                                    status="started")
+    return [terminology.lesion_segment("right", "hematoma", tags), terminology.lesion_segment("left", "hematoma", tags),
+            terminology.csf_segment(tags)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_slicer_saved_segmentation_read_by_segio(mrml, tmp_path):
     masks = {"lesion_left": l_shape(), "csf": blob((12, 8, 6), 2.0), "lesion_right": blob((4, 5, 3), 1.8)}
     masks["lesion_right"] &= ~masks["lesion_left"]
     colors = {"lesion_left": (0.9, 0.1, 0.2), "csf": (0.1, 0.5, 1.0), "lesion_right": (0.25, 0.75, 0.125)}
-    tags = segio.reading_tags(observer="O2", reading=1, case_id="C12", session_uid="f00d", status="started")
+    tags = terminology.reading_tags(observer="O2", reading=1, case_id="C12", session_uid="f00d", status="started")
     for segment_id, mask in masks.items():
         assert segmentation.AddEmptySegment(segment_id, f"name of {segment_id}", colors[segment_id]) == segment_id
         assert slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
@@ -291,8 +291,8 @@ def test_geometry_segmentation_over_nifti_volume_matches_nibabel_voxels(mrml, tm
     # The other direction: the mask written here on nibabel's grid, read by Slicer and resampled by
     # Slicer onto the volume's own geometry, equals the volume's voxels.
     back = tmp_path / "back.seg.nrrd"
-    tags = segio.reading_tags(observer="O1", reading=1, case_id="C1", session_uid="u1", status="finished")
-    segio.write_seg_nrrd(back, {"lesion_right": truth}, affine, [segio.lesion_segment("right", "hematoma", tags)])
+    tags = terminology.reading_tags(observer="O1", reading=1, case_id="C1", session_uid="u1", status="finished")
+    segio.write_seg_nrrd(back, {"lesion_right": truth}, affine, [terminology.lesion_segment("right", "hematoma", tags)])
     reread = load_with_storage_node(scene, back)
     labelmap = slicer.vtkOrientedImageData()
     slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(reread, "lesion_right", labelmap)
@@ -317,7 +317,7 @@ def test_term_json_loads_in_slicer_and_matches_segment_terminology(mrml):
     slicer = mrml
     logic = slicer.vtkSlicerTerminologiesModuleLogic()
     name = logic.LoadTerminologyFromFile(str(TERM_JSON))
-    assert name == segio.TERMINOLOGY_CONTEXT
+    assert name == terminology.TERMINOLOGY_CONTEXT
     types = {}
     for ci in range(logic.GetNumberOfCategoriesInTerminology(name)):
         category = slicer.vtkSlicerTerminologyCategory()
@@ -334,7 +334,7 @@ def test_term_json_loads_in_slicer_and_matches_segment_terminology(mrml):
         ("left", "calcification"): ("49755003", "18115005", "7771000"),
     }
     for (side, lesion_type), (category_code, type_code, side_code) in expected.items():
-        spec = segio.lesion_segment(side, lesion_type, {})
+        spec = terminology.lesion_segment(side, lesion_type, {})
         entry = slicer.vtkSlicerTerminologyEntry()
         assert logic.DeserializeTerminologyEntry(spec.terminology, entry)
         assert entry.GetTerminologyContextName() == name
@@ -345,7 +345,7 @@ def test_term_json_loads_in_slicer_and_matches_segment_terminology(mrml):
         assert entry.GetRegionModifierObject().GetCodeValue() == side_code
         meaning, rgb = types[(category_code, type_code)]
         np.testing.assert_allclose(spec.color, np.array(rgb) / 255.0, atol=1e-6)
-    csf = segio.csf_segment({})
+    csf = terminology.csf_segment({})
     entry = slicer.vtkSlicerTerminologyEntry()
     assert logic.DeserializeTerminologyEntry(csf.terminology, entry)
     assert types[(entry.GetCategoryObject().GetCodeValue(), entry.GetTypeObject().GetCodeValue())][0] == \
@@ -440,7 +440,7 @@ def test_interrupted_write_leaves_previous_file(tmp_path, monkeypatch):
 
     affine = oblique_affine()
     path = tmp_path / "x.seg.nrrd"
-    spec = [segio.csf_segment({})]
+    spec = [terminology.csf_segment({})]
     segio.write_seg_nrrd(path, {"csf": blob((6, 5, 2), 2.0)}, affine, spec)
     before = path.read_bytes()
 
@@ -456,20 +456,20 @@ def test_interrupted_write_leaves_previous_file(tmp_path, monkeypatch):
 
 
 def test_reading_tags_and_segment_specs():
-    tags = segio.reading_tags(observer="O1", reading=2, case_id="C3", session_uid="s", status="finished")
+    tags = terminology.reading_tags(observer="O1", reading=2, case_id="C3", session_uid="s", status="finished")
     assert tags == {
         "QSMReproducibility.Observer": "O1", "QSMReproducibility.Reading": "2", "QSMReproducibility.CaseID": "C3",
         "QSMReproducibility.SessionUID": "s", "QSMReproducibility.Status": "finished",
     }
-    spec = segio.lesion_segment("left", "calcification", tags)
+    spec = terminology.lesion_segment("left", "calcification", tags)
     assert spec.segment_id == "lesion_left"
     assert spec.tags["QSMReproducibility.Side"] == "left" and spec.tags["QSMReproducibility.Role"] == "lesion"
     assert spec.terminology.split("~")[2] == "SCT^18115005^Calcification"
-    assert segio.csf_segment(tags).tags["QSMReproducibility.Role"] == "csf"
+    assert terminology.csf_segment(tags).tags["QSMReproducibility.Role"] == "csf"
     with pytest.raises(InputError):
-        segio.reading_tags(observer="O|1", reading=1, case_id="C", session_uid="s", status="started")
+        terminology.reading_tags(observer="O|1", reading=1, case_id="C", session_uid="s", status="started")
     with pytest.raises(InputError):
-        segio.lesion_segment("middle", "hematoma", tags)
+        terminology.lesion_segment("middle", "hematoma", tags)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="liveness of a writer is judged by age on Windows")

@@ -225,9 +225,11 @@ def test_seg_nrrd_geometry_and_voxels_read_by_pynrrd_and_the_library(scene, tmp_
 
 def test_library_written_seg_nrrd_loads_into_slicer_on_the_same_voxels(scene, tmp_path):
     segio = pytest.importorskip("QSMReproducibilityLib.segio")
+    terminology = pytest.importorskip("QSMReproducibilityLib.terminology")
     reference, affine, masks = _reference_and_masks(scene)
-    tags = segio.reading_tags(observer="obsB", reading=2, case_id="case07", session_uid="uid-7", status="finished")
-    specs = [segio.lesion_segment("right", "calcification", tags), segio.csf_segment(tags)]
+    tags = terminology.reading_tags(observer="obsB", reading=2, case_id="case07", session_uid="uid-7",
+                                    status="finished")
+    specs = [terminology.lesion_segment("right", "calcification", tags), terminology.csf_segment(tags)]
     path = tmp_path / "library.seg.nrrd"
     segio.write_seg_nrrd(path, masks, affine, specs)
 

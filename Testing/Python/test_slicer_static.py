@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -28,6 +29,8 @@ CATALOG = REPO / "QSMReproducibility.json"
 # What Slicer's Python ships besides the standard library (no pip install needed).
 SLICER_SHIPPED = {"slicer", "vtk", "qt", "ctk", "numpy", "SampleData", "QSMReproducibilityMRML"}
 MRML_ALLOWED = {"slicer", "vtk", "numpy"}
+# The one library module the MRML glue may import: the study's tag names and terminology.
+MRML_LIBRARY_MODULES = {"QSMReproducibilityLib.terminology"}
 
 # Properties of slicer-extension-catalog-entry-schema-v1.0.2.json (Slicer/ExtensionsIndex, schemas/).
 CATALOG_PROPERTIES = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
@@ -193,26 +196,37 @@ def test_module_imports_at_top_level_only_what_slicer_ships(module_tree):
     assert not extra, f"top-level imports that Slicer does not ship: {sorted(extra)} (import them where used)"
 
 
-def test_mrml_glue_imports_only_vtk_numpy_and_slicer():
+def test_mrml_glue_imports_only_vtk_numpy_slicer_and_the_vocabulary():
     for path in sorted(MRML_PACKAGE.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        extra = _top_level_imports(tree) - set(sys.stdlib_module_names) - MRML_ALLOWED
+        extra = _top_level_imports(tree) - set(sys.stdlib_module_names) - MRML_ALLOWED - {"QSMReproducibilityLib"}
         assert not extra, f"{path.name}: {sorted(extra)}"
         nested = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
         nested |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert not {m for m in nested if m.split(".")[0] in {"qt", "ctk", "QSMReproducibilityLib"}}
+        assert not {m for m in nested if m.split(".")[0] in {"qt", "ctk"}}
+        library = {m for m in nested if m.split(".")[0] == "QSMReproducibilityLib"}
+        assert library <= MRML_LIBRARY_MODULES, f"{path.name}: {sorted(library - MRML_LIBRARY_MODULES)}"
+
+
+def test_the_vocabulary_the_mrml_glue_imports_needs_only_numpy():
+    # Slicer imports the MRML glue when it loads the module, before the library's requirements are installed.
+    code = ("import sys\nbefore = {m.split('.')[0] for m in sys.modules}\n"
+            + "".join(f"import {name}\n" for name in sorted(MRML_LIBRARY_MODULES))
+            + "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - before - set(sys.stdlib_module_names))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(done.stdout.split()) - {"QSMReproducibilityLib"} == {"numpy"}
 
 
 def test_choices_match_the_library(module_tree):
     constants = _module_constants(module_tree)
     pipeline = pytest.importorskip("QSMReproducibilityLib.recon.pipeline")
-    segio = pytest.importorskip("QSMReproducibilityLib.segio")
+    terminology = pytest.importorskip("QSMReproducibilityLib.terminology")
     assert constants["RECON_METHODS"] == list(pipeline.METHODS)
     assert constants["UNWRAP_METHODS"] == list(pipeline.UNWRAP_METHODS)
     assert constants["BACKGROUND_METHODS"] == list(pipeline.BACKGROUND_METHODS)
     assert constants["MASK_METHODS"] == list(pytest.importorskip("QSMReproducibilityLib.recon.mask").MASK_METHODS)
     assert constants["PHASE_UNITS"] == list(pytest.importorskip("QSMReproducibilityLib.io").PHASE_UNITS)
-    assert constants["LESION_TYPES"] == list(segio.LESION_TYPES)
+    assert constants["LESION_TYPES"] == list(terminology.LESION_TYPES)
     assert constants["ICC_FORMS"][0] == "A,1"  # the study's ICC form
     assert set(constants["ICC_FORMS"]) == {"1,1", "A,1", "C,1", "1,k", "A,k", "C,k"}
 
@@ -371,13 +385,14 @@ def test_icons_are_128_pixel_pngs():
 
 
 def test_reading_segment_terminology_resolves_in_the_extension_terminology_file():
-    segio = pytest.importorskip("QSMReproducibilityLib.segio")
+    vocabulary = pytest.importorskip("QSMReproducibilityLib.terminology")
     terminology = json.loads((REPO / "Resources" / "QSMReproducibility.term.json").read_text(encoding="utf-8"))
     codes = {(category["CodeValue"], kind["CodeValue"])
              for category in terminology["SegmentationCodes"]["Category"] for kind in category["Type"]}
-    tags = segio.reading_tags(observer="obsA", reading=1, case_id="VA-1", session_uid="u-1", status="started")
-    specs = [segio.lesion_segment(side, lesion_type, tags) for side in segio.SIDES for lesion_type in segio.LESION_TYPES]
-    specs.append(segio.csf_segment(tags))
+    tags = vocabulary.reading_tags(observer="obsA", reading=1, case_id="VA-1", session_uid="u-1", status="started")
+    specs = [vocabulary.lesion_segment(side, lesion_type, tags) for side in vocabulary.SIDES
+             for lesion_type in vocabulary.LESION_TYPES]
+    specs.append(vocabulary.csf_segment(tags))
     for spec in specs:
         # Slicer's entry string: context~category~type~type modifier~anatomic context~region~region modifier
         context, category, kind = spec.terminology.split("~")[:3]

@@ -103,7 +103,7 @@ def test_every_request_without_the_token_is_refused_and_shows_nothing_of_the_stu
 
 def test_a_reading_drawn_with_the_mouse_is_stored_with_its_tags_and_the_counts_the_page_showed(
         station_o1, chromium, study_dir):
-    from QSMReproducibilityLib import segio
+    from QSMReproducibilityLib import segio, terminology
     from QSMReproducibilityLib.readings import Study
 
     page = _open(chromium, station_o1)
@@ -167,11 +167,11 @@ def test_a_reading_drawn_with_the_mouse_is_stored_with_its_tags_and_the_counts_t
     stored = {s.segment_id: int(np.count_nonzero(data.masks[s.segment_id])) for s in data.segments}
     assert stored == {"lesion_right": shown["lesion_right"], "csf": shown["csf"]}   # the empty left side left out
     for spec in data.segments:
-        assert spec.tags[segio.TAG_PREFIX + "Observer"] == "O1"
-        assert spec.tags[segio.TAG_PREFIX + "CaseID"] == "VA-001"
-        assert spec.tags[segio.TAG_PREFIX + "Reading"] == "1"
-        assert spec.tags[segio.TAG_PREFIX + "SessionUID"] == session_uid
-        assert spec.tags[segio.TAG_PREFIX + "Status"] == "finished"
+        assert spec.tags[terminology.TAG_PREFIX + "Observer"] == "O1"
+        assert spec.tags[terminology.TAG_PREFIX + "CaseID"] == "VA-001"
+        assert spec.tags[terminology.TAG_PREFIX + "Reading"] == "1"
+        assert spec.tags[terminology.TAG_PREFIX + "SessionUID"] == session_uid
+        assert spec.tags[terminology.TAG_PREFIX + "Status"] == "finished"
 
     # The second reading of the case waits for the 60-day wash-out: the case list says so, and a start
     # is refused on the page.

@@ -31,7 +31,8 @@ def simulate(n_cases: int, work: Path) -> list[dict]:
     from QSMReproducibilityLib.io import load_volume
     from QSMReproducibilityLib.observers import DEFAULT_OBSERVERS, simulate_reading
     from QSMReproducibilityLib.phantom import simulate_case
-    from QSMReproducibilityLib.segio import csf_segment, lesion_segment, reading_tags, write_seg_nrrd
+    from QSMReproducibilityLib.segio import write_seg_nrrd
+    from QSMReproducibilityLib.terminology import csf_segment, lesion_segment, reading_tags
 
     cases = []
     for task in cohort(n_cases, 0, work):

@@ -2,7 +2,7 @@
 
 Magnitude and phase series are told apart by ImageType (0008,0008: ``\\P\\`` or ``PHASE`` for phase),
 echoes by EchoTime (0018,0081, in ms). Slices are ordered along the slice normal. Phase stored as
-−4096…4095 is scaled to radians as :func:`QSMReproducibilityLib.io.phase_scaling` decides; B0 comes from
+−4096…4095 is scaled to radians as :func:`~QSMReproducibilityLib.io.series.phase_scaling` decides; B0 comes from
 MagneticFieldStrength (0018,0087).
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from ..errors import InputError
+from .series import GreSeries, apply_phase_scaling, assumed_b0, check_b0, phase_scaling, validate_gre
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -34,8 +35,6 @@ def sitk_to_ras(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_dicom_gre(folder, te_s=None, b0_tesla: float | None = None, *, phase_units: str = "auto"):
-    from .io import assumed_b0, GreSeries, apply_phase_scaling, check_b0, phase_scaling, validate_gre
-
     folder = Path(folder)
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     groups: dict[tuple[str, float], list[tuple[float, str]]] = defaultdict(list)
