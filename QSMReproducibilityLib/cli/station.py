@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 
+_DESCRIPTION = ("Serve observer O's reading station on a study: a page with O's case list where O draws lesion and "
+                "CSF with Slicer's Segment Editor effects. Prints the link with its secret token once; nothing "
+                "opens without it. One station (one process, one port) per observer.")
+
+
 def add_command(subparsers) -> None:
+    """Register ``qsmrepro station STUDY_DIR --observer O [--host H] [--port P]``."""
     station = subparsers.add_parser(
         "station", help="serve one observer's blinded readings in a browser (needs the 'station' extra)",
-        description="Serve observer O's reading station on a study: a page with O's case list where O draws "
-                    "lesion and CSF with Slicer's Segment Editor effects. Prints the link with its secret token "
-                    "once; nothing opens without it. One station (one process, one port) per observer.")
+        description=_DESCRIPTION)
     station.add_argument("study", metavar="STUDY_DIR", help="study folder (qsmrepro study init)")
     station.add_argument("--observer", required=True, metavar="O", help="the registered observer this station serves")
     station.add_argument("--host", default="127.0.0.1",
