@@ -28,7 +28,6 @@ SLAB_CENTRE_Z_MM = -15.0
 """Default slab centre: 140 mm from z = −85 (25 mm below the foramen magnum) to z = +55."""
 FOV_CENTRE_MM = (0.0, -10.0)
 """In-plane centre (x, y) of the field of view; the head spans y −116…+100 and x −78…+78 (mm)."""
-# ---------------------------------------------------------------------------------------------------
 HEAD_BOUNDS_MM = ((-82.0, -122.0, -452.0), (82.0, 106.0, 100.0))
 """RAS box (x, y, z) holding the head and neck down to the grid's bottom; the shoulders are wider."""
 BODY_BOUNDS_MM = ((-232.0, -150.0, -452.0), (232.0, 112.0, 112.0))
