@@ -215,7 +215,7 @@ def test_v4_runs_in_the_premedullary_cistern_between_medulla_and_clivus(head):
             # Anterior (decreasing voxel index i is +y): CSF, then the clivus.
             assert _walk(head.labels[:, :, k], centre, (-1.0, 0.0), vessel) == hp.BONE
             # Towards the medulla's axis (x = 0, behind the artery): CSF, then the brainstem.
-            axis = np.array([np.argmin(np.abs(head.axes_mm[0] - hp._brainstem_axis_y(z[k]))),
+            axis = np.array([np.argmin(np.abs(head.axes_mm[0] - hp.brainstem_axis_y(z[k]))),
                              np.argmin(np.abs(head.axes_mm[1]))], float)
             direction = (axis - centre) / np.linalg.norm(axis - centre)
             assert _walk(head.labels[:, :, k], centre, direction, vessel) == hp.BRAINSTEM
