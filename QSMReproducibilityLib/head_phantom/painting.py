@@ -319,8 +319,6 @@ def _paint_spine(cv):
 
 def _paint_brain(cv, geo, cav, detail):
     x, y, z = cv.coords()
-    full = cv.shape
-    inside = cav <= 0
     post = y <= petrous_ridge_y(x)
     tent = tentorium_z(x, y)
 
