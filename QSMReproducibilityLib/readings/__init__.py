@@ -4,9 +4,10 @@ See :mod:`QSMReproducibilityLib.readings.store` for the folder layout and the ru
 :mod:`QSMReproducibilityLib.cli.study` for the ``qsmrepro study`` commands.
 """
 
-from .inputs import PendingCase
 from .fingerprint import gre_fingerprint
-from .store import DB_NAME, CaseRecord, CaseStatus, ReadingRecord, ReadingSession, Study
+from .inputs import PendingCase
+from .records import CaseRecord, CaseStatus, ReadingRecord, ReadingSession
+from .store import DB_NAME, Study
 
 __all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "PendingCase", "DB_NAME",
            "gre_fingerprint"]

@@ -20,7 +20,7 @@ from .timestamps import iso_utc, to_utc
 from .validation import check_drawing, validated_segmentation
 
 if TYPE_CHECKING:
-    from .store import ReadingRecord, ReadingSession
+    from .records import ReadingRecord, ReadingSession
 
 __all__ = ["ReadingSessions"]
 

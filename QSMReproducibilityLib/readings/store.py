@@ -40,7 +40,6 @@ months apart, blinded to the other readings):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -53,183 +52,23 @@ import numpy as np
 
 from ..errors import InputError, ReadingError, one_line
 from ..fileio import atomic_output, is_stale_temp_file, temp_file_owner
-from ..segio import SegmentSpec
-from ..terminology import LESION_TYPES, SIDES, csf_segment, lesion_segment, reading_tags
+from ..terminology import LESION_TYPES
 from .deidentify import copy_nifti_deidentified, copy_verbatim
 from .fingerprint import gre_fingerprint, sha256_file
 from .inputs import INPUTS_SCHEMA, CaseInputs
+from .records import CaseRecord, CaseStatus, ReadingRecord, ReadingSession
+from .schema import SCHEMA, SCHEMA_VERSION
 from .sessions import ReadingSessions
 from .timestamps import iso_utc, to_utc
 from .validation import nifti_grid
 
-__all__ = ["Study", "ReadingSession", "ReadingRecord", "CaseRecord", "CaseStatus", "DB_NAME"]
+__all__ = ["Study", "DB_NAME"]
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "study.sqlite"
-SCHEMA_VERSION = 1
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _GRID_TOLERANCE_MM = 1e-3
-
-_SCHEMA = """
-CREATE TABLE settings (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE cases (
-    case_id       TEXT PRIMARY KEY,
-    lesion_type   TEXT NOT NULL CHECK (lesion_type IN ('hematoma', 'calcification')),
-    diagnosis     TEXT,
-    patient_name  TEXT,
-    qsm_file      TEXT NOT NULL,
-    qsm_sha256    TEXT NOT NULL,
-    mask_file     TEXT,
-    mask_sha256   TEXT,
-    gre_reference TEXT,
-    added_at      TEXT NOT NULL
-);
-CREATE TABLE observers (
-    observer_id TEXT PRIMARY KEY,
-    added_at    TEXT NOT NULL
-);
-CREATE TABLE readings (
-    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_uid         TEXT NOT NULL UNIQUE,
-    case_id             TEXT NOT NULL REFERENCES cases(case_id),
-    observer_id         TEXT NOT NULL REFERENCES observers(observer_id),
-    reading             INTEGER NOT NULL CHECK (reading >= 1),
-    status              TEXT NOT NULL CHECK (status IN ('started', 'finished', 'amended')),
-    started_at          TEXT NOT NULL,
-    finished_at         TEXT,
-    segmentation_file   TEXT NOT NULL UNIQUE,
-    checksum            TEXT,
-    imported            INTEGER NOT NULL DEFAULT 0,
-    amends              INTEGER REFERENCES readings(id),
-    amend_reason        TEXT,
-    washout_override    TEXT
-);
--- one original reading per (case, observer, number); one current version; one open session
-CREATE UNIQUE INDEX readings_original ON readings(case_id, observer_id, reading) WHERE amends IS NULL;
-CREATE UNIQUE INDEX readings_current ON readings(case_id, observer_id, reading) WHERE status = 'finished';
-CREATE UNIQUE INDEX readings_open ON readings(case_id, observer_id) WHERE status = 'started';
-CREATE TABLE reading_order (
-    observer_id TEXT NOT NULL REFERENCES observers(observer_id),
-    round       INTEGER NOT NULL,
-    position    INTEGER NOT NULL,
-    case_id     TEXT NOT NULL REFERENCES cases(case_id),
-    created_at  TEXT NOT NULL,
-    PRIMARY KEY (observer_id, round, position),
-    UNIQUE (observer_id, round, case_id)
-);
-CREATE TABLE audit_log (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    at          TEXT NOT NULL,
-    action      TEXT NOT NULL,
-    observer_id TEXT,
-    case_id     TEXT,
-    reading     INTEGER,
-    session_uid TEXT,
-    reason      TEXT,
-    details     TEXT
-);
-"""
-
-
-# --------------------------------------------------------------------------------------------
-# Records
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadingSession:
-    """What an observer receives to perform one reading: the QSM map and where to save.
-
-    ``segmentation_path`` does not exist when the session starts; no other reading's file is
-    ever part of a session.
-    """
-
-    session_uid: str
-    case_id: str
-    observer: str
-    reading: int
-    qsm_path: Path
-    segmentation_path: Path
-    lesion_type: str
-    started_at: str
-    amendment: bool = False
-
-    def tags(self, status: str = "started") -> dict[str, str]:
-        """The segment tags of this reading (:func:`~QSMReproducibilityLib.terminology.reading_tags`)."""
-        return reading_tags(
-            observer=self.observer,
-            reading=self.reading,
-            case_id=self.case_id,
-            session_uid=self.session_uid,
-            status=status,
-        )
-
-    def segments(self, status: str = "started") -> list[SegmentSpec]:
-        """The empty segments a reading starts with: ``lesion_right``, ``lesion_left`` and ``csf``, tagged."""
-        tags = self.tags(status)
-        return [*(lesion_segment(side, self.lesion_type, tags) for side in SIDES), csf_segment(tags)]
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadingRecord:
-    """One recorded reading (``status`` is ``finished``, or ``amended`` once superseded)."""
-
-    case_id: str
-    lesion_type: str
-    observer: str
-    reading: int
-    segmentation_path: Path
-    qsm_path: Path
-    started_at: str
-    finished_at: str | None
-    checksum: str | None
-    session_uid: str
-    status: str
-    imported: bool = False
-    amends: str | None = None
-    amend_reason: str | None = None
-    washout_override: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class CaseRecord:
-    """One case of the study."""
-
-    case_id: str
-    lesion_type: str
-    diagnosis: str | None
-    qsm_path: Path
-    qsm_checksum: str
-    mask_path: Path | None
-    mask_checksum: str | None
-    gre_reference: str | None
-    added_at: str
-
-
-@dataclasses.dataclass(frozen=True)
-class CaseStatus:
-    """Where one observer stands on one case; nothing of another observer's readings is in it.
-
-    ``state`` is ``in progress`` (a session is open), ``done`` (every reading finished), ``wash-out``
-    (the next reading may start at ``washout_ends``) or ``ready``.
-    """
-
-    case_id: str
-    lesion_type: str
-    finished: int
-    total: int
-    state: str
-    washout_ends: dt.datetime | None = None
-
-    @property
-    def label(self) -> str:
-        """The state as the case list shows it."""
-        if self.state == "wash-out" and self.washout_ends is not None:
-            return f"wash-out until {self.washout_ends:%Y-%m-%d}"
-        return self.state
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +142,7 @@ class Study(ReadingSessions, CaseInputs):
         with atomic_output(root / DB_NAME) as tmp:
             connection = sqlite3.connect(str(tmp), isolation_level=None)
             try:
-                connection.executescript(_SCHEMA + INPUTS_SCHEMA)
+                connection.executescript(SCHEMA + INPUTS_SCHEMA)
                 settings = {
                     "schema_version": str(SCHEMA_VERSION),
                     "washout_days": str(int(washout_days)),
