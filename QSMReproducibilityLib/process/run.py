@@ -20,39 +20,33 @@ written into the output folder, atomically.
 
 Progress goes to a ``progress(fraction, message)`` callback (the CLI's bar, the Slicer panel's progress
 bar) with the estimated time left in the message, and to ``processing/progress.json``, which any other
-process (the browser reading station, a second terminal) can poll with :func:`read_progress`.
+process (the browser reading station, a second terminal) can poll with
+:func:`~.progress_file.read_progress`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import AgreementError, Cancelled, InputError, QSMReproError, ReadingError
-from ..progress import ProgressCallback, notify
+from ..progress import ProgressCallback
+from .executors import DaskExecutor, SerialExecutor
+from .progress_file import PROCESSING_DIR, PROGRESS_FILE, TASKS_SHARE, ProgressTracker, format_duration
 from .tasks import (KEY_CHARS, FeatureTask, ReconTask, TaskResult, features_key, file_sha256, recon_key,
                     recon_output, run_features, run_recon)
 
-__all__ = ["process_study", "ProcessSummary", "read_progress", "PROCESSING_DIR", "PROGRESS_FILE"]
+__all__ = ["process_study", "ProcessSummary"]
 
 log = logging.getLogger(__name__)
 
-PROCESSING_DIR = "processing"
-PROGRESS_FILE = "progress.json"
 LOCK_FILE = "owner.lock"
-# Relative cost of the two kinds of task for the progress fraction and the time left: a reconstruction of
-# the study's matrix takes about 5 s, the features of one reading about 0.05-0.2 s (README, speed table).
-RECON_WEIGHT, FEATURE_WEIGHT = 1.0, 0.05
-TASKS_SHARE = 0.9  # of the progress bar; the feature table and the report take the rest
-_SNAPSHOT_INTERVAL_S = 0.5
 
 
 @dataclasses.dataclass
@@ -86,254 +80,6 @@ class ProcessSummary:
     @property
     def ok(self) -> bool:
         return not self.failed and self.report_error is None
-
-
-def read_progress(study_dir) -> dict | None:
-    """The latest progress of ``study process`` on a study, as its owner wrote it, or None.
-
-    Keys: ``state`` (``running``, ``done``, ``failed``, ``cancelled``), ``fraction`` (0-1), ``message``,
-    ``eta_s`` (seconds left, None until a first task finished), ``counts`` (``reconstruct``,
-    ``reconstructed``, ``features``, ``features_done``, ``failed``), ``started_at``, ``updated_at``
-    (ISO-8601 UTC), ``host`` and ``pid`` of the owner.
-    """
-    try:
-        return json.loads((Path(study_dir) / PROCESSING_DIR / PROGRESS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def describe_progress(progress: dict | None, *, blinded: bool = False) -> str:
-    """One line for a front that shows a study's processing: "" when none has run.
-
-    ``blinded`` (the reading station) leaves out the readings' counts and the owner's host: a reader must not
-    learn how far the other readings are.
-    """
-    if not progress:
-        return ""
-    counts = progress.get("counts") or {}
-    done = f"{counts.get('reconstructed', 0)} of {counts.get('reconstruct', 0)} reconstructions"
-    if not blinded:
-        done += f", {counts.get('features_done', 0)} of {counts.get('features', 0)} readings' features"
-    if counts.get("failed"):
-        done += f", {counts['failed']} failed"
-    if progress.get("state") == "running":
-        where = "" if blinded else f" (on {progress.get('host', '?')})"
-        return (f"Study processing: {round(100 * float(progress.get('fraction') or 0))} % ({done}); about "
-                f"{format_duration(progress.get('eta_s'))} left{where}")
-    return f"Study processing {progress.get('state', '?')} at {progress.get('updated_at', '?')} ({done})"
-
-
-def format_duration(seconds: float | None) -> str:
-    """``"1 h 02 min"``, ``"3 min 05 s"``, ``"42 s"``; ``"?"`` when unknown."""
-    if seconds is None:
-        return "?"
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
-
-
-class _Progress:
-    """Progress fraction, message and time left, to the callback and to ``processing/progress.json``."""
-
-    def __init__(self, callback: ProgressCallback | None, snapshot: Path, n_recon: int, n_features: int):
-        from ..readings.timestamps import iso_utc, to_utc
-
-        self._callback, self._snapshot = callback, snapshot
-        self._now = lambda: iso_utc(to_utc(None))
-        self.counts = {"reconstruct": n_recon, "reconstructed": 0, "features": n_features, "features_done": 0,
-                       "failed": 0}
-        self._total = n_recon * RECON_WEIGHT + n_features * FEATURE_WEIGHT
-        self._done = 0.0
-        self._start = time.perf_counter()
-        self._started_at = self._now()
-        self._written = 0.0
-        self.eta_s: float | None = None
-        self.fraction = 0.0
-
-    def task_done(self, result: TaskResult) -> None:
-        if result.kind == "reconstruction":
-            self.counts["reconstructed"] += 1
-            self._done += RECON_WEIGHT
-        else:
-            self.counts["features_done"] += 1
-            self._done += FEATURE_WEIGHT
-        if not result.ok:
-            self.counts["failed"] += 1
-        elapsed = time.perf_counter() - self._start
-        self.eta_s = elapsed * (self._total - self._done) / self._done if self._done else None
-        self.show(TASKS_SHARE * self._done / self._total if self._total else TASKS_SHARE, self.tasks_message())
-
-    def tasks_message(self) -> str:
-        c = self.counts
-        parts = []
-        if c["reconstruct"]:
-            parts.append(f"recon {c['reconstructed']}/{c['reconstruct']}")
-        if c["features"]:
-            parts.append(f"features {c['features_done']}/{c['features']}")
-        if c["failed"]:
-            parts.append(f"{c['failed']} failed")
-        return " · ".join(parts + [f"ETA {format_duration(self.eta_s)}"]) if parts else "nothing to compute"
-
-    def span(self, start: float, stop: float) -> ProgressCallback:
-        """A callback for a later stage (the report) that fills ``[start, stop]`` of the bar."""
-        def callback(fraction: float, message: str) -> bool:
-            self.show(start + (stop - start) * fraction, message)
-            return True
-
-        return callback
-
-    def show(self, fraction: float, message: str, state: str = "running", *, force: bool = False) -> None:
-        now = time.perf_counter()
-        self.fraction = fraction
-        if force or state != "running" or now - self._written >= _SNAPSHOT_INTERVAL_S:
-            self._written = now
-            self._write(fraction, message, state)
-        notify(self._callback, fraction, message)
-
-    def record(self, message: str, state: str) -> None:
-        """Write the final state of a run that stopped (failed, cancelled) without calling the callback again."""
-        self._write(self.fraction, message, state)
-
-    def _write(self, fraction: float, message: str, state: str) -> None:
-        from ..fileio import atomic_output
-
-        snapshot = {"state": state, "fraction": round(float(fraction), 4), "message": message,
-                    "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "counts": dict(self.counts),
-                    "started_at": self._started_at, "updated_at": self._now(), "host": socket.gethostname(),
-                    "pid": os.getpid()}
-        try:
-            with atomic_output(self._snapshot) as tmp:
-                tmp.write_text(json.dumps(snapshot, indent=2), encoding="utf-8")
-        except OSError as exc:  # progress is a convenience: never the reason a run fails
-            log.warning("could not write %s: %s", self._snapshot, exc)
-
-
-# ------------------------------------------------------------------------------------------------------
-# Executors: tasks in, (task, result) pairs out as they finish.
-
-
-class _Serial:
-    """Every task in this process, one after the other (``workers=0``; the baseline of the benchmark)."""
-
-    description = "serial (this process)"
-
-    def run(self, jobs: list) -> Iterator[tuple[object, TaskResult]]:
-        for function, task, _key, _priority in jobs:
-            yield task, function(task)
-
-    def close(self) -> None:
-        pass
-
-
-class _Dask:
-    """Tasks on a Dask distributed cluster: a LocalCluster made here, or an existing scheduler's workers."""
-
-    def __init__(self, study_root: Path, *, workers: int | None = None, scheduler: str | None = None, client=None):
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise InputError("dask[distributed] is not installed: run `make venv`, or "
-                             "`python -m pip install \"dask[distributed]\"`") from None
-        # Dask logs every worker's start and stop at INFO; a lost worker or task is worth a warning.
-        logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-        self._cluster = None
-        self._own_client = client is None
-        if client is not None:
-            self.client = client
-            self.description = f"Dask cluster at {client.scheduler.address}"
-        elif scheduler:
-            _probe(scheduler)
-            try:
-                self.client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {' '.join(str(exc).split())}") \
-                    from None
-            self.description = f"Dask cluster at {scheduler}"
-        else:
-            n = workers or os.cpu_count() or 1
-            # ":0": the scheduler's HTTP endpoints on a free port (the default 8787 may be another cluster's).
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                         silence_logs=logging.ERROR)
-            self.client = Client(self._cluster)
-            self.description = f"Dask LocalCluster ({n} worker process{'es' if n != 1 else ''})"
-        try:
-            self._check_workers(study_root)
-        except BaseException:
-            self.close()
-            raise
-
-    def _check_workers(self, study_root: Path) -> None:
-        try:
-            self.client.wait_for_workers(1, timeout=60)
-        except TimeoutError:
-            raise InputError(f"no Dask worker is connected to the scheduler of the {self.description} "
-                             "(start workers with `dask worker SCHEDULER_ADDRESS`)") from None
-        seen = self.client.run(os.path.isdir, str(study_root))
-        blind = sorted(address for address, ok in seen.items() if not ok)
-        if blind:
-            raise InputError(f"the Dask worker(s) {', '.join(blind)} cannot see the study folder {study_root}: "
-                             "workers must mount it at the same path")
-
-    def workers_per_host(self) -> dict:
-        counts: dict = {}
-        for address in self.client.scheduler_info().get("workers", {}):
-            host = address.rsplit("://", 1)[-1].rsplit(":", 1)[0]
-            counts[host] = counts.get(host, 0) + 1
-        return counts
-
-    def run(self, jobs: list) -> Iterator[tuple[object, TaskResult]]:
-        from dask.distributed import as_completed
-
-        tasks = {}
-        futures = []
-        for function, task, key, priority in jobs:
-            future = self.client.submit(function, task, key=key, priority=priority)
-            tasks[future.key] = task
-            futures.append(future)
-        try:
-            for future in as_completed(futures):
-                task = tasks[future.key]
-                try:
-                    result = future.result()
-                except Exception as exc:  # the task's worker died too often (KilledWorker), or was lost
-                    kind = "reconstruction" if isinstance(task, ReconTask) else "features"
-                    result = TaskResult(kind=kind, case_id=task.case_id, label=_label(task), key=task.key, ok=False,
-                                        error=f"its Dask worker failed ({type(exc).__name__}: "
-                                              f"{' '.join(str(exc).split())})")
-                future.release()
-                yield task, result
-        finally:
-            self.client.cancel([f for f in futures if not f.done()])
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._own_client:
-                self.client.close()
-        if self._cluster is not None:
-            with contextlib.suppress(Exception):
-                self._cluster.close()
-
-
-def _probe(scheduler: str) -> None:
-    """Refuse at once an address where nothing listens (Dask's client would retry until its timeout)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or not parts.port:
-        raise InputError(f"--scheduler {scheduler}: give the scheduler's address as tcp://HOST:PORT")
-    try:
-        socket.create_connection((parts.hostname, parts.port), timeout=10).close()
-    except OSError as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc.strerror or exc}") from None
-
-
-def _label(task) -> str:
-    if isinstance(task, ReconTask):
-        return f"case {task.case_id}"
-    return f"case {task.case_id}, observer {task.observer}, reading {task.reading}"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -511,9 +257,9 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
     # Connected (or the cluster started) before anything is written: an unreachable scheduler changes nothing.
     executor = None
     if recon_jobs or feature_jobs:
-        executor = _Serial() if workers == 0 else _Dask(study.root, workers=workers, scheduler=scheduler,
+        executor = SerialExecutor() if workers == 0 else DaskExecutor(study.root, workers=workers, scheduler=scheduler,
                                                         client=client)
-    tracker = _Progress(progress, processing / PROGRESS_FILE, len(recon_jobs), len(feature_jobs))
+    tracker = ProgressTracker(progress, processing / PROGRESS_FILE, len(recon_jobs), len(feature_jobs))
     state = "failed"
     try:
         tracker.show(0.0, f"{len(recon_jobs)} case(s) to reconstruct, features of {len(feature_jobs)} reading(s) "
@@ -521,7 +267,7 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
         # ---- run
         if executor is not None:
             summary.executor = executor.description
-            per_host = executor.workers_per_host() if isinstance(executor, _Dask) else None
+            per_host = executor.workers_per_host() if isinstance(executor, DaskExecutor) else None
             # Reconstructions first (higher priority): they are the long tasks.
             jobs = [(run_recon, dataclasses.replace(t, workers_per_host=per_host),
                      f"qsmrepro-recon-{t.case_id}-{t.key[:KEY_CHARS]}", 1) for t in recon_jobs]

@@ -191,7 +191,7 @@ class ReadingStation(TrameApp):
         ]
 
     def _processing_text(self) -> str:
-        from ..process.run import describe_progress, read_progress
+        from ..process import describe_progress, read_progress
 
         return describe_progress(read_progress(self.study.root), blinded=True)
 

@@ -217,7 +217,7 @@ def test_the_page_shows_study_processing_without_the_readings_counts(station_o1,
     does not learn how many readings exist."""
     import json
 
-    from QSMReproducibilityLib.process.run import PROCESSING_DIR, PROGRESS_FILE
+    from QSMReproducibilityLib.process import PROCESSING_DIR, PROGRESS_FILE
 
     progress = {"state": "running", "fraction": 0.4, "message": "", "eta_s": 125.0, "host": "cluster-head",
                 "counts": {"reconstruct": 5, "reconstructed": 2, "features": 8, "features_done": 3, "failed": 0}}
