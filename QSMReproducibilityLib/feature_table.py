@@ -137,7 +137,7 @@ def validate_feature_table(features: pd.DataFrame, *, source: str = "feature tab
     value = value.astype(float)
     if "reason" not in table.columns:
         table["reason"] = ""
-    table["reason"] = table["reason"].fillna("").astype(str)
+    table["reason"] = table["reason"].astype(object).fillna("").astype(str)  # an empty CSV column reads as float
     infinite = np.isinf(value)
     table.loc[infinite & (table["reason"] == ""), "reason"] = "non-finite value"
     table["value"] = value.where(~infinite, np.nan)
