@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .progress import ProgressCallback, notify, sub_progress
+from .recon.pipeline import STUDY_CHAIN
 
 STUDY_HEMATOMA_FRACTION = 36 / 61
 MIN_CASES = 5
@@ -34,11 +35,11 @@ class CaseTask:
     case_dir: str
     method: str
     full_fov: bool = False
-    background: str = "vsharp"
+    background: str = STUDY_CHAIN["background"]
 
 
-def cohort(n_cases: int, seed: int, work_dir: Path, method: str = "star", full_fov: bool = False,
-           background: str = "vsharp") -> list[CaseTask]:
+def cohort(n_cases: int, seed: int, work_dir: Path, method: str = STUDY_CHAIN["method"], full_fov: bool = False,
+           background: str = STUDY_CHAIN["background"]) -> list[CaseTask]:
     """Case list in the study's proportions, with one independent seed per case."""
     if n_cases < MIN_CASES:
         raise InputError(f"the demo needs at least {MIN_CASES} cases (agreement statistics need 3 lesions of a "
@@ -106,7 +107,8 @@ def read_case(task: CaseTask, sides, labels_path, qsm_path) -> list[dict]:
     return readings
 
 
-def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = "star", background: str = "vsharp",
+def run_demo(out_dir, *, n_cases: int = 61, seed: int = 0, method: str = STUDY_CHAIN["method"],
+             background: str = STUDY_CHAIN["background"],
              workers: int | None = None, full_fov: bool = False,
              progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Run the whole synthetic study into ``out_dir``; returns the paths of the outputs.

@@ -15,6 +15,7 @@ from ..io import PHASE_UNITS
 from ..io.label_maps import label_convention
 from ..progress import ConsoleProgress
 from ..readings.store import DB_NAME, Study
+from ..recon.pipeline import ReconParams
 from ..terminology import LESION_TYPES
 from .arguments import add_phase_units_argument
 
@@ -55,8 +56,8 @@ def add_command(subparsers) -> None:
                                                "replaces the candidate masks")
     p.add_argument("--mask-index", type=int, metavar="I",
                    help="with INPUT: which of the candidate brain masks to use (default: the pipeline's choice)")
-    p.add_argument("--method", default="star", metavar="METHOD",
-                   help="QSM method when reconstructing INPUT (default star)")
+    p.add_argument("--method", default=ReconParams.method, metavar="METHOD",
+                   help=f"QSM method when reconstructing INPUT (default {ReconParams.method})")
     p.add_argument("--te", type=float, nargs="+", metavar="SECONDS",
                    help="echo times in seconds when reconstructing INPUT")
     p.add_argument("--b0", type=float, metavar="TESLA",
@@ -226,8 +227,6 @@ def _cmd_add_case(args) -> int:
     with Study.open(args.dir) as study:
         study.check_new_case(args.case_id, args.lesion_type)  # before minutes of reconstruction
         if args.later:
-            from ..recon.pipeline import ReconParams
-
             pending = study.add_gre_case(args.case_id, args.lesion_type, args.input, te_s=args.te, b0_tesla=args.b0,
                                          phase_units=args.phase_units, mask_path=args.mask,
                                          recon_params=ReconParams(method=args.method, mask_index=args.mask_index),
@@ -248,13 +247,13 @@ def _cmd_add_case(args) -> int:
 
 def _reconstruct_and_add(study: Study, args):
     """Reconstruct INPUT and add the case with its QSM, the chosen brain mask and a GRE fingerprint."""
-    from ..recon.pipeline import ReconParams, reconstruct_path, reconstruction_record
+    from ..recon.pipeline import reconstruct_path, reconstruction_record
 
     params = ReconParams(method=args.method, mask_index=args.mask_index)
     with tempfile.TemporaryDirectory(prefix="qsmrepro-case-") as work:
         qsm = Path(work) / "qsm.nii.gz"
-        # The chosen brain mask (the study's "one of nine masks, picked by eye"), not the mask V-SHARP
-        # erodes it to.
+        # The chosen brain mask (the study's "one of nine masks, picked by eye"), not the local-field mask
+        # that background removal may erode it to.
         mask = Path(work) / "mask.nii.gz"
         with ConsoleProgress(f"reconstructing {args.case_id}") as bar:
             reconstruct_path(args.input, qsm, mask_out=mask, te_s=args.te, b0_tesla=args.b0, params=params,

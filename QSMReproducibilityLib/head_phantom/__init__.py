@@ -1,6 +1,6 @@
 """A digital head phantom for multi-echo GRE at 3 T: scalp, skull, sinuses, brain and the V4 segments.
 
-The elliptic slab of :mod:`.phantom` has no scalp, so brain masks by magnitude threshold work on it but
+The elliptic slab of :mod:`QSMReproducibilityLib.phantom` has no scalp, so brain masks by magnitude threshold work on it but
 fail on real heads. This phantom has what real heads have around the brain: skin and bright subcutaneous
 fat (brighter still under the receive coil's surface sensitivity), a dark skull with a skull base (clivus,
 petrous bones, occipital bone around the foramen magnum), air in the paranasal sinuses, mastoid cells

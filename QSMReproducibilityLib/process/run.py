@@ -37,9 +37,11 @@ from pathlib import Path
 
 from ..errors import AgreementError, Cancelled, InputError, QSMReproError, ReadingError
 from ..progress import ProgressCallback
+from ..radiomics import ReadingFiles
+from ..readings.fingerprint import sha256_file
 from .executors import DaskExecutor, SerialExecutor
 from .progress_file import PROCESSING_DIR, PROGRESS_FILE, TASKS_SHARE, ProgressTracker, format_duration
-from .tasks import (KEY_CHARS, FeatureTask, ReconTask, TaskResult, features_key, file_sha256, recon_key,
+from .tasks import (KEY_CHARS, FeatureTask, ReconTask, TaskResult, features_key, recon_key,
                     recon_output, run_features, run_recon)
 
 __all__ = ["process_study", "ProcessSummary"]
@@ -197,20 +199,17 @@ def process_study(study_dir, *, workers: int | None = None, scheduler: str | Non
 def _process(study, processing: Path, started: float, *, workers, scheduler, client, output_dir, params_path,
              write_report: bool, progress) -> ProcessSummary:
     from ..radiomics import default_params_path
-    from ..recon.pipeline import reconstruction_record
-
     _sweep(processing)
     summary = ProcessSummary(study=study.root, executor="")
 
     # ---- plan
-    recon_jobs, pending_by_case = [], {}
+    recon_jobs = []
     for pending in study.pending_cases():
         key = recon_key(pending)
         out = processing / pending.case_id / f"recon-{key[:KEY_CHARS]}"
-        pending_by_case[pending.case_id] = (pending, key, out)
         if recon_output(out) is not None:  # made by an earlier run that stopped before registering it
             try:
-                _register(study, pending.case_id, out, key, reconstruction_record)
+                _register(study, pending.case_id, out, key)
                 summary.reused.append(pending.case_id)
             except QSMReproError as exc:
                 error = " ".join(str(exc).split())
@@ -236,7 +235,7 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
         from ..radiomics import make_extractor
 
         make_extractor(params)  # a bad parameter file or a missing PyRadiomics: one error now, not per task
-        params_sha = file_sha256(params)
+        params_sha = sha256_file(params)
         cases = {c.case_id: c for c in study.cases()}
         for reading in readings:
             key = features_key(qsm_sha256=cases[reading.case_id].qsm_checksum,
@@ -248,11 +247,8 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
             if out.is_file():
                 summary.features_cached += 1
                 continue
-            feature_jobs.append(FeatureTask(
-                case_id=reading.case_id, lesion_type=reading.lesion_type, observer=reading.observer,
-                reading=int(reading.reading), qsm_path=str(reading.qsm_path),
-                segmentation_path=str(reading.segmentation_path), params_path=str(params), key=key,
-                out_path=str(out)))
+            feature_jobs.append(FeatureTask(**dataclasses.asdict(ReadingFiles.of(reading)), params_path=str(params),
+                                            key=key, out_path=str(out)))
 
     # Connected (or the cluster started) before anything is written: an unreachable scheduler changes nothing.
     executor = None
@@ -275,7 +271,7 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
                       f"{t.key[:KEY_CHARS]}", 0) for t in feature_jobs]
             for task, result in executor.run(jobs):
                 t = time.perf_counter()
-                _record(study, summary, task, result, pending_by_case, reconstruction_record)
+                _record(study, summary, task, result)
                 summary.owner_seconds += time.perf_counter() - t
                 tracker.task_done(result)
             executor.close()
@@ -303,8 +299,10 @@ def _process(study, processing: Path, started: float, *, workers, scheduler, cli
     return summary
 
 
-def _register(study, case_id: str, out: Path, key: str, reconstruction_record) -> None:
+def _register(study, case_id: str, out: Path, key: str) -> None:
     """Put a reconstructed QSM (and its mask) into the study: the owner's only write of a case."""
+    from ..recon.pipeline import reconstruction_record
+
     qsm = out / "qsm.nii.gz"
     mask = out / "mask.nii.gz"
     study.complete_pending_case(case_id, qsm, mask if mask.is_file() else None,
@@ -312,14 +310,14 @@ def _register(study, case_id: str, out: Path, key: str, reconstruction_record) -
     shutil.rmtree(out, ignore_errors=True)  # the study holds the copy now
 
 
-def _record(study, summary: ProcessSummary, task, result: TaskResult, pending_by_case, reconstruction_record) -> None:
+def _record(study, summary: ProcessSummary, task, result: TaskResult) -> None:
     summary.peak_task_rss_mb = max(summary.peak_task_rss_mb, result.peak_rss_mb)
     if result.pid:
         summary.task_processes.add((result.host, result.pid))
     if result.kind == "reconstruction":
         if result.ok:
             try:
-                _register(study, task.case_id, Path(result.output), task.key, reconstruction_record)
+                _register(study, task.case_id, Path(result.output), task.key)
                 summary.reconstructed.append(task.case_id)
                 return
             except QSMReproError as exc:

@@ -30,6 +30,7 @@ from pathlib import Path
 from .. import __version__
 from ..fileio import TEMP_SUFFIX, atomic_output, temp_name_prefix
 from ..radiomics import ReadingFiles
+from ..readings.fingerprint import sha256_file
 
 __all__ = ["ReconTask", "FeatureTask", "TaskResult", "recon_key", "features_key", "run_recon", "run_features",
            "recon_output", "read_features"]
@@ -41,13 +42,6 @@ _ACQUISITION_KEYS = ("EchoTime", "MagneticFieldStrength", "B0DirectionVoxel", "B
 
 def _sha256_text(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file, as the study store records its files'."""
-    from ..readings.fingerprint import sha256_file
-
-    return sha256_file(Path(path))
 
 
 def recon_key(pending) -> str:
@@ -169,9 +163,8 @@ def _fft_threads(workers_per_host: dict | None) -> int | None:
 
 def run_recon(task: ReconTask) -> TaskResult:
     """Reconstruct one case (:func:`~QSMReproducibilityLib.recon.pipeline.reconstruct_path`) into its keyed folder."""
-    from ..readings.inputs import params_from_dict
     from ..recon import kernels
-    from ..recon.pipeline import reconstruct_path, sidecar_path
+    from ..recon.pipeline import ReconParams, reconstruct_path, sidecar_path
 
     started = time.perf_counter()
     label = f"case {task.case_id}"
@@ -190,7 +183,7 @@ def run_recon(task: ReconTask) -> TaskResult:
         qsm = staging / "qsm.nii.gz"
         result = reconstruct_path(magnitude=[task.magnitude], phase=[task.phase], te_s=list(task.te_s),
                                   b0_tesla=task.b0_tesla, b0_dir=task.b0_dir, qsm_out=qsm,
-                                  mask_out=staging / "mask.nii.gz", params=params_from_dict(task.params),
+                                  mask_out=staging / "mask.nii.gz", params=ReconParams.from_dict(task.params),
                                   user_mask_path=task.mask, phase_units="radians")
         # The sidecar tells how the original phase was scaled (the stored copy is in radians already).
         sidecar = sidecar_path(qsm)
@@ -198,7 +191,7 @@ def run_recon(task: ReconTask) -> TaskResult:
         info.update(task.phase_record)
         info["ReconstructionKey"] = task.key
         sidecar.write_text(json.dumps(info, indent=2), encoding="utf-8")
-        files = {p.name: file_sha256(p) for p in sorted(staging.iterdir())}
+        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         manifest = {"case_id": task.case_id, "key": task.key, "files": files, "software": SOFTWARE,
                     "seconds": {k: round(v, 3) for k, v in result.seconds.items()}, "host": socket.gethostname()}
         (staging / "done.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")

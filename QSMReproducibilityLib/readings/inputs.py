@@ -10,7 +10,7 @@ be reconstructed; the case joins the reading lists once ``study process`` has ma
 The GRE is stored uncompressed: noisy float32 data shrink by little more than a tenth under gzip, and
 compressing 300 MB per case at the study's matrix costs seconds of CPU when it is added and when it is read.
 
-and one row of the table ``case_inputs`` per case: the SHA-256 of each of those files, the acquisition
+The study database holds one row of the table ``case_inputs`` per case: the SHA-256 of each of those files, the acquisition
 (echo times in s, B0 in T, B0 direction, the phase units and scaling of the original files) and the
 reconstruction parameters (:class:`~QSMReproducibilityLib.recon.pipeline.ReconParams`). The input is read
 and validated once, when the case is added (a bad input is refused then, not at night on a cluster), and
@@ -196,7 +196,7 @@ class CaseInputs:
             files["mask.nii.gz"] = _write_nifti(folder / "mask.nii.gz", (mask > 0.5).astype(np.uint8), gre.affine)
         del gre
         now = iso_utc(to_utc(None))
-        params_json = json.dumps(_params_dict(params), sort_keys=True)
+        params_json = json.dumps(params.as_dict(), sort_keys=True)
         with self._transaction() as db:
             self.check_new_case(case_id, lesion_type)
             db.execute(
@@ -267,18 +267,3 @@ class CaseInputs:
         """(case ID, path, SHA-256) of every stored GRE file, for :meth:`verify`."""
         return [(c.case_id, c.gre_folder / name, sha) for c in self.case_inputs() for name, sha in c.gre_files.items()]
 
-
-def _params_dict(params) -> dict:
-    values = dataclasses.asdict(params)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
-def params_from_dict(values: dict):
-    """``ReconParams`` from its stored fields (tuples restored)."""
-    from ..recon.pipeline import ReconParams
-
-    fields = {f.name for f in dataclasses.fields(ReconParams)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise InputError(f"reconstruction parameters {', '.join(unknown)} are not known to this version")
-    return ReconParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -1,7 +1,7 @@
 """The study database's tables (SQLite): settings, cases, observers, readings, reading order, audit log.
 
 The tables of cases registered with their GRE to be reconstructed later are in :mod:`.inputs`
-(``INPUTS_SCHEMA``), created when the first such case is added.
+(``INPUTS_SCHEMA``), created with the study (and added when an older study is opened).
 """
 
 SCHEMA_VERSION = 1

@@ -13,8 +13,9 @@ Layout of a study folder::
     readings/<case_id>/<observer>_r<N>.seg.nrrd   one segmentation per observer x reading
     readings/<case_id>/<observer>_r<N>_amend<K>.seg.nrrd   corrections of a finished reading
 
-The GRE input of a case is not copied: ``cases.gre_reference`` holds a reference to it (free text
-given by the site and, for a case reconstructed here, the :func:`~.fingerprint.gre_fingerprint` of its files).
+The GRE input of a case is not copied (unless the case is registered to be reconstructed later, ``--later``):
+``cases.gre_reference`` holds a reference to it (free text given by the site and, for a case reconstructed
+here, the :func:`~.fingerprint.gre_fingerprint` of its files).
 
 Rules enforced here (the study design of the paper: two observers, two readings each, at least two
 months apart, blinded to the other readings):
@@ -612,6 +613,7 @@ class Study(ReadingSessions, CaseInputs):
         """Counts for ``qsmrepro study status``: cases, observers, readings per observer and round."""
         when = to_utc(now)
         cases = self.cases()
+        pending = self.pending_cases()
         result = {
             "study": str(self.root),
             "washout_days": self.washout_days,
@@ -619,8 +621,8 @@ class Study(ReadingSessions, CaseInputs):
             "readings_per_observer": self.readings_per_observer,
             "cases": len(cases),
             "cases_by_lesion_type": {t: sum(c.lesion_type == t for c in cases) for t in LESION_TYPES},
-            "cases_waiting_for_reconstruction": [c.case_id for c in self.pending_cases()],
-            "cases_failed": {c.case_id: c.last_error for c in self.pending_cases() if c.last_error},
+            "cases_waiting_for_reconstruction": [c.case_id for c in pending],
+            "cases_failed": {c.case_id: c.last_error for c in pending if c.last_error},
             "observers": {},
         }
         for observer in self.observers():

@@ -1,6 +1,7 @@
 """QSM reconstruction from multi-echo GRE, one module per step family.
 
-unwrap -> echoes (field fit) -> mask -> background (total-field fit, V-SHARP, PDF or LBV) -> inversion (dipole) -> reference (CSF).
+unwrap -> echoes (field fit) -> mask -> background (total-field fit, V-SHARP, PDF or LBV) -> inversion (dipole);
+χ is referenced to each reading's CSF later, in :mod:`QSMReproducibilityLib.radiomics`.
 Shared by the steps, none of which imports another: ``kernels`` (dipole and SMV kernels, FFT grids, the mask's
 bounding box), ``differences`` (the periodic gradient the TV and STAR inversions regularise with) and ``solvers``
 (the conjugate-gradient solver that the background fits and the iterative Tikhonov inversion share).

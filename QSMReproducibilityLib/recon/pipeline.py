@@ -46,9 +46,9 @@ STUDY_CHAIN = {"background": "vsharp", "method": "star"}
 class ReconParams:
     """Settings of one reconstruction (recorded with the result)."""
 
-    method: str = "star"
+    method: str = METHODS[0]
     unwrap: str = "temporal"
-    background: str = "tfi"
+    background: str = BACKGROUND_METHODS[0]
     mask_method: str = "bet"
     mask_index: int | None = None
     vsharp_radii_mm: tuple[float, ...] = VSHARP_RADII_MM
@@ -70,6 +70,18 @@ class ReconParams:
                              f"0…{len(masks.candidate_fractions(self.mask_method)) - 1}")
         if self.unwrap not in UNWRAP_METHODS:
             raise InputError(f"unknown unwrapping method {self.unwrap!r}; choose one of {', '.join(UNWRAP_METHODS)}")
+
+    def as_dict(self) -> dict:
+        """The fields as JSON values (tuples as lists), as a study stores them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ReconParams":
+        """The parameters from their stored fields (:meth:`as_dict`; lists become tuples again)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InputError(f"reconstruction parameters {', '.join(unknown)} are not known to this version")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -387,7 +399,7 @@ def reconstruct_path(
     te_s=None,
     b0_tesla: float | None = None,
     b0_dir=None,
-    method: str = "star",
+    method: str = METHODS[0],
     background_method: str = BACKGROUND_METHODS[0],
     params: ReconParams | None = None,
     user_mask_path=None,
